@@ -246,9 +246,15 @@ class Agent(nn.Module):
         self.critic = layer_init(nn.Linear(512, 1), std=1)
 
     def activations(self, x: torch.Tensor) -> dict:
-        """Every intermediate tensor by name, for the explanation scripts. x: (B, 4, 84, 84) uint8."""
+        """Every intermediate tensor by name, for the explanation scripts.
+
+        x: (B, 4, 84, 84) uint8 observations (divided by 255 here), or floating-point input
+        already scaled to [0, 1] (what the saliency methods differentiate).
+        """
         a = {}
-        x = x.float().div(255.0).contiguous(memory_format=torch.channels_last)
+        if x.dtype == torch.uint8:
+            x = x.float().div(255.0)
+        x = x.contiguous(memory_format=torch.channels_last)
         a["conv1"] = F.relu(self.conv1(x))  # (B, 32, 20, 20)
         a["conv2"] = F.relu(self.conv2(a["conv1"]))  # (B, 64, 9, 9)
         a["conv3"] = F.relu(self.conv3(a["conv2"]))  # (B, 64, 7, 7)
