@@ -50,6 +50,7 @@ from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 from torch.distributions.categorical import Categorical
 
 gym.register_envs(ale_py)
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no emulator banner on stderr
 
 CHECKPOINT_VERSION = 1
 
@@ -230,7 +231,7 @@ class Agent(nn.Module):
     conv3 / attention 36 px (stride 8). Unit (y, x) covers rows [y*s, y*s + r).
     """
 
-    RECEPTIVE_FIELDS = {"conv1": (8, 4), "conv2": (20, 8), "conv3": (36, 8)}  # name: (size, stride)
+    RECEPTIVE_FIELDS = {"conv1": (8, 4), "conv2": (20, 8), "conv3": (36, 8), "attention": (36, 8)}  # (size, stride)
 
     def __init__(self, n_actions: int, attn_heads: int = 2):
         super().__init__()
@@ -324,7 +325,7 @@ def read_checkpoint(path: str) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        if "Unsupported global" in str(e):  # a class or function in the pickle: could run code
             raise CheckpointError(
                 f"'{path}' holds pickled Python objects, which could run code; it is refused (only weights_only checkpoints load)."
             ) from None
@@ -342,8 +343,9 @@ def load_checkpoint(path: str, device="cpu") -> tuple:
     """A ready `Agent` in eval mode and the checkpoint's metadata (everything but the tensors)."""
     ckpt = read_checkpoint(path)
     try:
-        agent = Agent(int(ckpt["n_actions"]), int(ckpt["attn_heads"]))
-        agent.load_state_dict(ckpt["model"])
+        with torch.device("meta"):  # no random init: the weights come from the file
+            agent = Agent(int(ckpt["n_actions"]), int(ckpt["attn_heads"]))
+        agent.load_state_dict(ckpt["model"], assign=True)
     except (KeyError, RuntimeError, TypeError, ValueError):
         raise CheckpointError(f"'{path}' does not match the Agent architecture of ppo_attention.py.") from None
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
@@ -389,14 +391,19 @@ def prepare_run(args: Args) -> tuple:
     run_dir = os.path.join(args.runs_dir, run_name)
     if os.path.exists(run_dir):
         raise ValueError(f"run folder '{run_dir}' already exists; wait a second or change --exp-name.")
+    make_writable_folder(run_dir, "run folder")
+    return args, run_name, run_dir, None
+
+
+def make_writable_folder(path: str, what: str = "output folder") -> None:
+    """Create `path` if needed and check that a file can be written there (ValueError if not)."""
     try:
-        os.makedirs(run_dir)
-        probe = os.path.join(run_dir, ".write_test")
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write_test{os.getpid()}")
         open(probe, "w").close()
         os.remove(probe)
     except OSError as e:
-        raise ValueError(f"cannot write the run folder '{run_dir}': {e.strerror}.") from None
-    return args, run_name, run_dir, None
+        raise ValueError(f"cannot write the {what} '{path}': {e.strerror}.") from None
 
 
 class StopRequest:
@@ -404,7 +411,10 @@ class StopRequest:
 
     def __init__(self):
         self.requested = False
-        signal.signal(signal.SIGINT, self.handle)
+        self.previous_handler = signal.signal(signal.SIGINT, self.handle)
+
+    def restore(self):
+        signal.signal(signal.SIGINT, self.previous_handler)
 
     def handle(self, signum, frame):
         if self.requested:
@@ -413,8 +423,8 @@ class StopRequest:
         print("\nCtrl-C: saving a checkpoint of the last completed iteration (press again to quit now)", flush=True)
 
 
-def train(args: Args) -> str:
-    """Train; returns the checkpoint path."""
+def train(args: Args) -> tuple:
+    """Train; returns (checkpoint path, whether Ctrl-C stopped the run early)."""
     args, run_name, run_dir, ckpt = prepare_run(args)
     args.batch_size = args.num_envs * args.num_steps
     args.minibatch_size = args.batch_size // args.num_minibatches
@@ -446,7 +456,7 @@ def train(args: Args) -> str:
             f"resuming {run_name} at step {global_step:,} of {args.num_iterations * args.batch_size:,} (saved settings)"
         )
 
-    writer = SummaryWriter(run_dir, purge_step=global_step if ckpt else None)
+    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if ckpt else None)  # drop logs past the checkpoint
     writer.add_text(
         "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
     )
@@ -624,19 +634,21 @@ def train(args: Args) -> str:
 
     if stop.requested:
         save_checkpoint(ckpt_path, agent, optimizer, args, dict(meta, global_step=global_step, iteration=iteration))
-        print(f"stopped; checkpoint at step {iteration * args.batch_size:,}: {ckpt_path}")
+        print(f"stopped; checkpoint at step {global_step:,}: {ckpt_path}")
         print(f"continue with: python ppo_attention.py --resume {ckpt_path}")
     else:
         print(f"done: {ckpt_path}")
+    stop.restore()
     envs.close()
     writer.close()
-    return ckpt_path
+    return ckpt_path, stop.requested
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
     try:
         check_args(args)
-        train(args)
+        _, interrupted = train(args)
     except (ValueError, CheckpointError) as e:
         sys.exit(f"error: {e}")
+    sys.exit(130 if interrupted else 0)  # 130: the shell's code for "stopped by Ctrl-C"

@@ -30,10 +30,10 @@ def tiny_args(runs_dir, **kw) -> Args:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """Path of a `run.pt` from a 64-step Breakout run with 2 attention heads."""
-    return train(tiny_args(tmp_path_factory.mktemp("runs")))
+    return train(tiny_args(tmp_path_factory.mktemp("runs")))[0]
 
 
 @pytest.fixture(scope="session")
 def tiny_baseline_checkpoint(tmp_path_factory):
     """Path of a `run.pt` from a 64-step Breakout run of the plain Nature-CNN agent (no attention)."""
-    return train(tiny_args(tmp_path_factory.mktemp("runs_base"), attn_heads=0))
+    return train(tiny_args(tmp_path_factory.mktemp("runs_base"), attn_heads=0))[0]

@@ -1,0 +1,380 @@
+"""Tests of relevance_tree.py: peaks, contributions against autograd, geometry, relevance, JSON, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from math import ceil, floor
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ppo_attention import Agent, load_checkpoint, make_env
+from relevance_tree import (
+    BOX_GEOMETRY,
+    LAYERS,
+    build_tree,
+    cli,
+    descend,
+    find_peaks,
+    iter_nodes,
+    load_tree,
+    save_tree,
+    unit_contributions,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "relevance_tree.py")
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def agent(tiny_checkpoint):
+    return load_checkpoint(tiny_checkpoint)[0]
+
+
+@pytest.fixture(scope="module")
+def observations():
+    """Real Breakout observations (4, 84, 84) uint8 after 10, 20 and 30 random steps."""
+    env = make_env("BreakoutNoFrameskip-v4", seed=3)
+    obs, _ = env.reset(seed=3)
+    kept = []
+    for t in range(1, 31):
+        obs, *_ = env.step(env.action_space.sample())
+        if t % 10 == 0:
+            kept.append(np.asarray(obs).copy())
+    env.close()
+    return kept
+
+
+@pytest.fixture(scope="module")
+def trees(agent, observations):
+    """Bigger than the defaults, so that every rule is exercised on many nodes."""
+    return [build_tree(agent, obs, roots=3, children=4) for obs in observations]
+
+
+def peak_places(m, k=5, threshold=0.1):
+    values, index, valid = find_peaks(torch.tensor(m, dtype=torch.float32)[None], k, threshold)
+    W = len(m[0])
+    return [(int(i) // W, int(i) % W, float(v)) for v, i, ok in zip(values[0], index[0], valid[0]) if ok]
+
+
+# ----------------------------------------------------------------------------- peaks
+
+
+def test_peaks_are_prominent_maxima_not_their_neighbours():
+    m = np.zeros((7, 7))
+    m[2, 2], m[2, 3], m[3, 2], m[1, 1] = 10, 9, 8, 7  # one peak with high neighbours
+    m[5, 4], m[5, 5] = 5, 4  # a second, lower peak
+    assert peak_places(m) == [(2, 2, 10.0), (5, 4, 5.0)]
+
+
+def test_peaks_on_a_plateau_give_one_peak():
+    m = np.zeros((7, 7))
+    m[3, 3] = m[3, 4] = m[4, 3] = 6  # an L-shaped plateau
+    m[0, 6] = 2
+    assert peak_places(m) == [(3, 3, 6.0), (0, 6, 2.0)]
+
+
+def test_peaks_at_borders_and_corners():
+    m = np.full((7, 7), 0.5)
+    m[0, 0], m[6, 6], m[0, 3], m[6, 0], m[3, 6] = 5, 4, 3, 2, 1.5
+    assert peak_places(m, k=6) == [(0, 0, 5.0), (6, 6, 4.0), (0, 3, 3.0), (6, 0, 2.0), (3, 6, 1.5)]
+
+
+def test_peaks_threshold_empty_maps_and_batches():
+    m = np.zeros((7, 7))
+    m[1, 1], m[5, 5] = 1.0, 0.0625
+    assert peak_places(m, threshold=0.1) == [(1, 1, 1.0)]
+    assert peak_places(m, threshold=0.0) == [(1, 1, 1.0), (5, 5, 0.0625)]
+    assert peak_places(np.zeros((7, 7))) == []
+    assert peak_places(-np.ones((3, 3))) == []  # only positive evidence makes a peak
+    maps = torch.zeros(2, 3, 3)
+    maps[0, 0, 0], maps[1, 2, 2] = 1, 2
+    values, index, valid = find_peaks(maps, 20)  # k above the map size is clipped
+    assert values.shape == (2, 9) and valid.sum() == 2
+    assert index[0, 0] == 0 and index[1, 0] == 8
+
+
+# ----------------------------------------------------------------------------- contributions
+
+
+def resolve_channel(acts, layer, c, y, x) -> int:
+    if layer == "attn_hidden" and c == -1:
+        c = int(acts["attn_hidden"][0, :, y, x].argmin())
+        assert acts["attn_hidden"][0, c, y, x] < 0
+    return c
+
+
+def window_contributions_by_autograd(agent, acts, layer, c, y, x):
+    """z_j = a_j * d(pre-activation of unit (c, y, x) of `layer`) / d a_j over the layer below, via autograd.
+
+    Returns (z over the unit's window (Cin, k, k), the window's (row, col) origin, the full a * grad).
+    """
+    below_name, op = {
+        "attention": ("attn_hidden", agent.attn_logits),
+        "attn_hidden": ("features", agent.attn_hidden),
+        "conv3": ("conv2", agent.conv3),
+        "conv2": ("conv1", agent.conv2),
+        "conv1": ("input", agent.conv1),
+    }[layer]
+    below = acts[below_name].detach().clone().requires_grad_(True)
+    op(below)[0, c, y, x].backward()
+    k, s = op.kernel_size[0], op.stride[0]
+    z = (below * below.grad)[0].detach()
+    return z[:, y * s : y * s + k, x * s : x * s + k], (y * s, x * s), z
+
+
+UNITS = [  # (layer, channel, y, x); attn_hidden channel -1: the most negative unit at that place (ELU < 0)
+    ("attn_hidden", -1, 3, 3),
+    ("attention", 1, 3, 4),
+    ("attn_hidden", 7, 2, 5),
+    ("conv3", 11, 6, 0),
+    ("conv2", 40, 4, 8),
+    ("conv1", 5, 4, 0),
+]
+
+
+@pytest.fixture(scope="module")
+def acts(agent, observations):
+    obs = torch.as_tensor(observations[-1])[None]
+    with torch.no_grad():
+        a = dict(agent.activations(obs))
+    a["input"] = obs.float() / 255
+    return a
+
+
+@pytest.mark.parametrize("layer,c,y,x", UNITS)
+def test_window_formula_equals_activation_times_gradient(agent, acts, layer, c, y, x):
+    c = resolve_channel(acts, layer, c, y, x)
+    z_grad, (y0, x0), z_full = window_contributions_by_autograd(agent, acts, layer, c, y, x)
+    op = agent.attn_logits if layer == "attention" else getattr(agent, layer)
+    below = {"attention": "attn_hidden", "attn_hidden": "features", "conv3": "conv2", "conv2": "conv1"}.get(
+        layer, "input"
+    )
+    k = op.kernel_size[0]
+    window = acts[below][0, :, y0 : y0 + k, x0 : x0 + k]
+    z = unit_contributions(op.weight[c].detach(), window)
+    torch.testing.assert_close(z, z_grad, rtol=1e-5, atol=1e-7)
+    assert z_full.abs().sum() == pytest.approx(z_grad.abs().sum().item(), rel=1e-6)  # nothing outside the window
+    with torch.no_grad():
+        pre = op(acts[below])[0, c, y, x]
+    assert (z.sum() + op.bias[c]).item() == pytest.approx(pre.item(), rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("layer,c,y,x", UNITS)
+def test_relevance_follows_the_z_plus_rule(agent, acts, layer, c, y, x):
+    """The batched descent gives each lower unit R * max(z_j, 0) / sum max(z, 0), with z from autograd."""
+    c = resolve_channel(acts, layer, c, y, x)
+    z, _, _ = window_contributions_by_autograd(agent, acts, layer, c, y, x)
+    if layer == "attn_hidden":  # the ELU keeps the sign: a negative unit is explained by what pushed it down
+        z = z * acts["attn_hidden"][0, c, y, x].sign()
+    assert z.clamp(min=0).sum() > 0  # a unit with something to explain
+    expected = 0.7 * z.clamp(min=0) / z.clamp(min=0).sum()
+    if layer in ("conv2", "conv1"):  # place nodes carry relevance per channel: a one-hot vector = one unit
+        r = torch.zeros(1, getattr(agent, layer).out_channels)
+        r[0, c] = 0.7
+    else:
+        r = torch.tensor([[0.7]])
+    level = dict(channel=torch.tensor([c]), y=torch.tensor([y]), x=torch.tensor([x]), r=r)
+    with torch.no_grad():
+        rel, k, stride = descend(agent, acts, layer, level)
+    torch.testing.assert_close(rel[0], expected, rtol=1e-4, atol=1e-7)
+    assert rel.sum().item() == pytest.approx(0.7, rel=1e-5)
+
+
+def test_children_record_real_channel_numbers(agent, acts, observations, trees):
+    tree = build_tree(agent, observations[-1], roots=2, children=3, depth=2)
+    for root in tree:
+        h, y, x = root["channel"], root["y"], root["x"]
+        z = acts["attn_hidden"][0, :, y, x] * agent.attn_logits.weight[h, :, 0, 0]
+        best = z.clamp(min=0).topk(len(root["children"])).indices.tolist()
+        assert [child["channel"] for child in root["children"]] == best
+    channels = {n["channel"] for t in trees for n, _ in iter_nodes(t) if n["layer"] in ("attn_hidden", "conv3")}
+    assert max(channels) >= 4  # not the index within a top-k list (the seed's bug)
+
+
+def test_children_are_the_peaks_of_the_relevance_map(agent, acts, observations):
+    """conv3 unit -> conv2 places: the peaks of its channel-summed z+ map (autograd), each with its strongest channel."""
+    tree = build_tree(agent, observations[-1], roots=2, children=3, depth=3)
+    conv3_nodes = [n for n, _ in iter_nodes(tree) if n["layer"] == "conv3"][:12]
+    assert conv3_nodes and any(n["children"] for n in conv3_nodes)
+    for node in conv3_nodes:
+        z, (y0, x0), _ = window_contributions_by_autograd(agent, acts, "conv3", node["channel"], node["y"], node["x"])
+        relevance = node["relevance"] * z.clamp(min=0) / z.clamp(min=0).sum()  # (64, 3, 3)
+        values, index, valid = find_peaks(relevance.sum(0)[None], 3, 0.1)
+        expected = [
+            (y0 + int(i) // 3, x0 + int(i) % 3, int(relevance[:, int(i) // 3, int(i) % 3].argmax()), float(v))
+            for v, i, ok in zip(values[0], index[0], valid[0])
+            if ok
+        ]
+        got = [(c["y"], c["x"], c["channel"], c["relevance"]) for c in node["children"]]
+        assert [g[:3] for g in got] == [e[:3] for e in expected]
+        assert [g[3] for g in got] == pytest.approx([e[3] for e in expected], rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- geometry and relevance
+
+
+def test_box_geometry_is_the_networks_receptive_field():
+    """The gradient of a unit w.r.t. the input is non-zero exactly inside its box (all-ones convolutions)."""
+    kernels = [(8, 4), (4, 2), (3, 1)]
+    for depth, layer in enumerate(["conv1", "conv2", "conv3"], start=1):
+        assert Agent.RECEPTIVE_FIELDS[layer] == BOX_GEOMETRY[layer]
+        size, stride = BOX_GEOMETRY[layer]
+        x = torch.ones(1, 1, 84, 84, requires_grad=True)
+        h = x
+        for k, s in kernels[:depth]:
+            h = F.conv2d(h, torch.ones(1, 1, k, k), stride=s)
+        h[0, 0, 2, 1].backward()
+        rows, cols = x.grad[0, 0].nonzero(as_tuple=True)
+        assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (
+            2 * stride,
+            2 * stride + size,
+            stride,
+            stride + size,
+        )
+    assert [BOX_GEOMETRY[n] for n in ("conv1", "conv2", "conv3", "attention")] == [(8, 4), (20, 8), (36, 8), (36, 8)]
+
+
+def test_boxes_nest_and_match_the_layers(trees):
+    sizes = {"attention": 36, "attn_hidden": 36, "conv3": 36, "conv2": 20, "conv1": 8, "input": 1}
+    for tree in trees:
+        for node, depth in iter_nodes(tree):
+            assert node["layer"] == LAYERS[depth]
+            y0, x0, y1, x1 = node["box84"]
+            size, stride = BOX_GEOMETRY[node["layer"]]
+            assert (y0, x0) == (node["y"] * stride, node["x"] * stride)
+            assert (y1 - y0, x1 - x0) == (sizes[node["layer"]],) * 2 and y1 <= 84 and x1 <= 84
+            f0, g0, f1, g1 = node["box210"]
+            assert 0 <= f0 < f1 <= 210 and 0 <= g0 < g1 <= 160
+            assert [f0, g0, f1, g1] == [floor(y0 * 2.5), floor(x0 * 160 / 84), ceil(y1 * 2.5), ceil(x1 * 160 / 84)]
+            for child in node["children"]:
+                for key in ("box84", "box210"):
+                    p, q = node[key], child[key]
+                    assert p[0] <= q[0] < q[2] <= p[2] and p[1] <= q[1] < q[3] <= p[3], (node, child)
+
+
+def test_children_relevance_sums_to_at_most_the_parent(agent, observations, trees):
+    for obs, tree in zip(observations, trees):
+        attention = agent.activations(torch.as_tensor(obs)[None])["attention"][0].detach()
+        for root in tree:
+            assert root["relevance"] == pytest.approx(attention[root["channel"], root["y"], root["x"]].item())
+        for node, _ in iter_nodes(tree):
+            assert node["relevance"] > 0
+            assert sum(c["relevance"] for c in node["children"]) <= node["relevance"] * (1 + 1e-5)
+            assert len(node["children"]) <= 4
+
+
+def test_sizes_depth_and_bad_arguments(agent, observations):
+    obs = observations[0]
+    tree = build_tree(agent, torch.as_tensor(obs)[None], roots=1, children=2, depth=3)
+    nodes = list(iter_nodes(tree))
+    assert len(tree) <= agent.attn_heads and max(d for _, d in nodes) <= 3
+    assert all(len(n["children"]) <= 2 for n, _ in nodes) and {n["layer"] for n, _ in nodes} <= set(LAYERS[:4])
+    assert all(not r["children"] for r in build_tree(agent, obs, depth=0))
+    for kw in (dict(roots=0), dict(children=-1), dict(depth=6), dict(depth=-1), dict(threshold=1.5)):
+        with pytest.raises(ValueError):
+            build_tree(agent, obs, **kw)
+    with pytest.raises(ValueError, match="no attention"):
+        build_tree(Agent(4, attn_heads=0), obs)
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def test_json_round_trip(trees, tmp_path):
+    path = str(tmp_path / "tree.json")
+    save_tree(path, trees[0], env_id="BreakoutNoFrameskip-v4", step=7, action=1)
+    tree, info = load_tree(path)
+    assert tree == trees[0]
+    assert info == {"format_version": 1, "env_id": "BreakoutNoFrameskip-v4", "step": 7, "action": 1}
+    (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ValueError):
+        load_tree(str(tmp_path / "other.json"))
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120)
+
+
+def cli_error(argv, capsys) -> str:
+    """Run the command line in this process; return its error sentence (it must exit with one)."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli(argv)
+    message = exit_info.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
+    assert "Traceback" not in capsys.readouterr().err
+    return message
+
+
+def test_cli_end_to_end(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("--checkpoint", tiny_checkpoint, "--steps", "3", "0", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "playing" in result.stdout and "nodes in" in result.stdout and result.stderr == ""
+    assert sorted(os.listdir(out)) == ["step00000.json", "step00000.png", "step00003.json", "step00003.png"]
+    tree, info = load_tree(str(out / "step00003.json"))
+    assert info["step"] == 3 and info["env_id"] == "BreakoutNoFrameskip-v4" and tree
+    assert tree[0]["layer"] == "attention" and max(d for _, d in iter_nodes(tree)) == 5
+    import matplotlib.image
+
+    assert matplotlib.image.imread(str(out / "step00000.png")).shape[2] in (3, 4)
+
+
+def test_cli_output_folders(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fast = ["--checkpoint", tiny_checkpoint, "--steps", "0", "--depth", "1"]
+    for _ in range(2):  # the default folder is new every time
+        cli(fast)
+    folders = os.listdir(tmp_path / "trees")
+    assert len(folders) == 2 and all(os.listdir(tmp_path / "trees" / f) for f in folders)
+    # an explicit --out that already holds results: refused, unless --force
+    out = str(tmp_path / "trees" / folders[0])
+    assert "--force" in cli_error([*fast, "--steps", "1", "--out", out], capsys)
+    cli([*fast, "--steps", "1", "--out", out, "--force"])
+    assert sorted(os.listdir(out)) == ["step00000.json", "step00000.png", "step00001.json", "step00001.png"]
+
+
+def test_cli_rejects_bad_input_with_one_sentence(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    ok = ["--checkpoint", tiny_checkpoint]
+    in_process = {
+        "corrupt checkpoint": ["--checkpoint", str(corrupt)],
+        "baseline checkpoint": ["--checkpoint", tiny_baseline_checkpoint],
+        "zero roots": [*ok, "--roots", "0"],
+        "negative children": [*ok, "--children", "-2"],
+        "depth beyond the network": [*ok, "--depth", "6"],
+        "negative step": [*ok, "--steps", "-1"],
+        "unwritable out": [*ok, "--out", str(a_file / "sub")],
+        "out is a file": [*ok, "--out", str(a_file)],
+    }
+    for name, argv in in_process.items():
+        assert cli_error(argv, capsys), name
+    # and as real processes, at once: exit status, stderr and the emulator's start-up
+    as_processes = {
+        "missing checkpoint": ["--checkpoint", str(tmp_path / "nope.pt")],
+        "step beyond the episode": [*ok, "--steps", "100000", "--out", str(tmp_path / "beyond")],
+    }
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, SCRIPT, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for name, argv in as_processes.items()
+    }
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=120)
+        lines = err.strip().splitlines()
+        assert proc.returncode == 1, name
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, (name, err)
+    assert not os.path.exists(tmp_path / "beyond")  # nothing left behind
