@@ -439,7 +439,8 @@ def train(args: Args) -> tuple:
 
     envs = make_vector_env(args.env_id, args.num_envs)
     n_actions = int(envs.single_action_space.n)
-    action_names = gym.make(args.env_id).unwrapped.get_action_meanings()
+    with gym.make(args.env_id) as game:
+        action_names = game.unwrapped.get_action_meanings()
     agent = Agent(n_actions, args.attn_heads).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     start_iteration, global_step = 1, 0
