@@ -114,6 +114,19 @@ def test_single_env_matches_training_env_pixel_for_pixel():
     assert env.render().shape == (210, 160, 3)
 
 
+@pytest.mark.parametrize("env_id, n_actions, sticky", [("PongNoFrameskip-v4", 6, 0.0), ("ALE/Breakout-v5", 4, 0.25)])
+def test_common_ids_give_training_and_single_envs(env_id, n_actions, sticky):
+    from ppo_attention import make_vector_env, resolve_atari_id
+
+    assert resolve_atari_id(env_id)["repeat_action_probability"] == sticky
+    envs = make_vector_env(env_id, 2)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8 and envs.single_action_space.n == n_actions
+    env = make_env(env_id)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and env.action_space.n == n_actions
+
+
 # ----------------------------------------------------------------------------- training end to end
 
 
