@@ -460,9 +460,10 @@ def main(args: Args) -> None:
             settings=dict(roots=args.roots, children=args.children, depth=depth, threshold=args.threshold),
         )
         save_tree(stem + ".json", tree, **info)
-        title = f"{meta['env_id']}  step {t}  action {names[action]}  ({sum(1 for _ in iter_nodes(tree))} nodes)"
+        n_nodes = sum(1 for _ in iter_nodes(tree))
+        title = f"{meta['env_id']}  step {t}  action {names[action]}  ({n_nodes} nodes)"
         draw_tree(obs, frame, tree, title, stem + ".png")
-        print(f"step {t}: {sum(1 for _ in iter_nodes(tree))} nodes in {ms:.1f} ms -> {stem}.png, .json", flush=True)
+        print(f"step {t}: {n_nodes} nodes in {ms:.1f} ms -> {stem}.png, .json", flush=True)
     print(f"done: {out}")
 
 

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-import ale_py
 import numpy as np
 import torch
 import tyro
@@ -62,7 +61,6 @@ def time_ms(fn, repeats: int) -> list:
 if __name__ == "__main__":
     args = tyro.cli(Args)
     torch.set_num_threads(args.threads)
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     torch.manual_seed(0)
     agent = load_checkpoint(args.checkpoint)[0] if args.checkpoint else Agent(4, attn_heads=2).eval()
     observations = [torch.as_tensor(o)[None] for o in game_observations(args.observations)]

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-import ale_py
 import numpy as np
 import torch
 import tyro
@@ -46,7 +45,6 @@ class Args:
 
 def game_frames(n: int, seed: int = 1) -> list:
     """n + 1 real Breakout observations (1, 4, 84, 84) uint8, a few random steps apart."""
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     env = make_env("BreakoutNoFrameskip-v4", seed=seed)
     obs, _ = env.reset(seed=seed)
     frames = []
