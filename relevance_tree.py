@@ -1,54 +1,23 @@
-"""Relevance trees: from the attention peaks, layer by layer, down to the input pixels.
+"""Relevance trees: from each attention peak, layer by layer, down to the input pixels that made it.
 
-One heat map says *where* an agent looks. A relevance tree says *which units, at which
-places, in which layers* produced what it saw there (the "squares" of the seed project,
-after Yang et al. 2018, "Learn to Interpret Atari Agents", arXiv 1812.11276). Relevance
-is passed down with the z+ rule of layer-wise relevance propagation (Bach et al. 2015,
-"On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance
-Propagation", PLoS ONE).
+A heat map says where the agent looks. A tree says which units, at which places and in which
+layers, made the attention peak there (rl-attention's "squares", after Yang et al. 2018,
+arXiv 1812.11276). It explains the attention, not the action. Relevance flows down with the z+
+rule of layer-wise relevance propagation (Bach et al. 2015):
 
-    attention (H x 7x7) -> attn_hidden (512 @ 1 place) -> conv3 (64 @ 1 place)
-        -> conv2 (places in a 3x3 window) -> conv1 (places in a 4x4 window) -> input (pixels in an 8x8 window)
+    attention (H, 7, 7) -> attn_hidden (512 @ 1 place) -> conv3 (64 @ 1 place)
+        -> conv2 (places in a 3x3 window) -> conv1 (4x4 window) -> input pixels (8x8 window, 4 frames)
 
-1. Roots: the prominent local maxima of each head's 7x7 attention map: a place that beats
-   its 3x3 neighbourhood (ties go to the first place in reading order, so a plateau gives
-   one peak; outside the map counts as -inf, so borders and corners can be peaks) and
-   reaches `threshold` x the map's maximum. Strongest first, `roots` per head. A root's
-   relevance is its attention weight (each head's map sums to 1).
-2. Contributions: lower unit j adds z_j = a_j * w_jk to the pre-activation of unit k, over k's
-   window (1x1 layers: all channels at k's place; convolutions: the kernel window). The z+
-   rule gives j the share max(z_j, 0) / sum_i max(z_i, 0) of k's relevance (the bias takes
-   none), so the whole window gets exactly k's relevance and any set of children at most that.
-   - L2 normalisation (features = conv3 / ||conv3|| per place) multiplies all channels of a
-     place by the same positive number, which cancels in the shares: conv3 units get the
-     shares computed with the features that attn_hidden really reads.
-   - ELU keeps the sign of its input, so relevance passes through it position-wise; an
-     attn_hidden unit that helped its head by being *negative* (with a negative weight) is
-     explained by the inputs that pushed it down (z_j times the sign of the unit).
-3. Children: at the 1x1 layers (attn_hidden, conv3) the window is one place, so the children
-   are the channels with the largest contributions (real channel numbers). From conv3 down the
-   windows have an extent: the relevance map is summed over channels and its prominent peaks
-   (same rule as the roots) are the children. We pick places, not (channel, place) pairs,
-   because the picture is about places: per channel, the top contributors are mostly the same
-   place again (one square drawn over another), and neighbouring places share most of their
-   input pixels. Such a child stands for its whole place: its relevance is that of all its
-   channels, the tree descends from all of them (LRP restricted to the window), and `channel`
-   records the real channel that carries the largest part (the frame index for pixels).
-4. Every node records its layer, channel (or head, or frame), position in its layer, relevance
-   and its receptive field in the 84x84 input (rows [y*s, y*s + r): conv1 8 px stride 4, conv2
-   20 px stride 8, conv3 / attention 36 px stride 8) and in the 210x160 game frame (the
-   observation is a plain resize of the frame: rows x 210/84, columns x 160/84).
+Roots: the prominent local maxima of each head's map (relevance = attention weight). Lower unit j
+gets max(a_j w_jk, 0) / sum_i max(a_i w_ik, 0) of unit k's relevance; children are the strongest
+channels (1x1 layers) or the peaks of the channel-summed relevance map (from conv3 down). Each
+node records its layer, channel, position, relevance and receptive field (box84, box210).
 
-All nodes of one layer are computed together in a few tensor operations, so a tree with the
-default sizes (2 heads x 2 roots, 3 children per node, down to the pixels: up to 1,456 nodes)
-takes milliseconds, fast enough for render.py to draw one in every frame.
-
-    python relevance_tree.py --checkpoint runs/<run_name>/run.pt --steps 10 50 100
+    python relevance_tree.py --checkpoint runs/<run_name>/run.pt --steps 20 60 120
 """
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -58,34 +27,48 @@ import torch
 import torch.nn.functional as F
 import tyro
 
-from ppo_attention import Agent, CheckpointError, load_checkpoint, make_env, make_writable_folder
+from ppo_attention import Agent, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play_to
 
 LAYERS = ("attention", "attn_hidden", "conv3", "conv2", "conv1", "input")  # the tree's levels, top down
 MAX_DEPTH = len(LAYERS) - 1  # layers below the attention
 BOX_GEOMETRY = {"attention": (36, 8), "attn_hidden": (36, 8), **Agent.RECEPTIVE_FIELDS, "input": (1, 1)}
+LAYER_COLOURS = {  # one colour per layer, in every picture of a tree (relevance_tree.py and render.py)
+    "attention": "#ff3b30",
+    "attn_hidden": "#ff9f0a",
+    "conv3": "#ffe620",
+    "conv2": "#30d158",
+    "conv1": "#3fc8ff",
+    "input": "#ff5ee1",
+}
 TREE_FORMAT = 1  # version of the JSON document written by save_tree
 
 
 @dataclass
 class Args:
+    """Play the checkpoint's game and write the relevance tree of each chosen step (PNG + JSON)."""
+
     checkpoint: str
-    """path of a `run.pt` written by ppo_attention.py (an agent with attention heads)"""
-    steps: tuple[int, ...] = (10, 50, 100)
-    """agent steps of the episode to explain (0 = the first observation); one PNG + JSON each"""
+    """a `run.pt` written by ppo_attention.py (or its run folder), of an agent with attention heads"""
+    steps: tuple[int, ...] = (20, 60, 120)
+    """agent steps of the game to explain (0 = the first observation); one PNG + JSON each"""
     roots: int = 2
     """attention peaks per head: the roots of the tree"""
     children: int = 3
     """largest number of children per node (fewer where the contributions have fewer peaks)"""
-    depth: Optional[int] = None
-    """layers to descend below the attention (1 attn_hidden, 2 conv3, 3 conv2, 4 conv1, 5 input pixels); default: 5"""
+    depth: int = MAX_DEPTH
+    """layers to descend below the attention (1 attn_hidden, 2 conv3, 3 conv2, 4 conv1, 5 input pixels)"""
     threshold: float = 0.1
     """a peak must reach this fraction of its map's maximum (0 <= threshold < 1)"""
     seed: int = 1
     """seed of the game's no-op start and of the agent's sampled actions"""
+    greedy: bool = False
+    """take the most probable action instead of sampling from the policy"""
     out: Optional[str] = None
-    """output folder; default: a new folder trees/<run_name>__<date-time>/ (never overwrites)"""
+    """output folder (default: a new runs/<run_name>/tree__<unix time>/)"""
     force: bool = False
-    """write into an --out folder that already holds files (files with the same names are replaced)"""
+    """write into an --out folder that already holds files"""
+    cuda: bool = True
+    """compute on CUDA when it is available"""
 
 
 # ----------------------------------------------------------------------------- peaks
@@ -94,11 +77,10 @@ class Args:
 def find_peaks(maps: torch.Tensor, k: int, threshold: float = 0.1) -> tuple:
     """The k most prominent local maxima of each map, strongest first.
 
-    maps (N, H, W) -> (values (N, k), flat indices (N, k), valid (N, k)); rows with fewer
-    than k peaks are padded with valid=False. A peak is the first maximum, in reading order,
-    of its own 3x3 neighbourhood (so a plateau gives one peak; outside the map does not
-    count, so borders and corners can be peaks), is positive and reaches threshold x the
-    map's maximum.
+    maps (N, H, W) -> (values (N, k), flat indices (N, k), valid (N, k)); rows with fewer than k
+    peaks are padded with valid=False. A peak is the first maximum, in reading order, of its own
+    3x3 neighbourhood (a plateau gives one peak; outside the map does not count, so borders can be
+    peaks), is positive and reaches threshold x the map's maximum.
     """
     N, H, W = maps.shape
     # max-pool comparison; the pool's index says which place holds the neighbourhood's first maximum
@@ -163,20 +145,12 @@ def boxes(layer: str, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def level_nodes(layer: str, channel, y, x, relevance) -> list:
     """The node dicts of one level, from (N,) tensors (children are filled in later)."""
-    ints = torch.stack([channel, y, x], 1).numpy()  # one conversion per level, not per node
+    ints = torch.stack([channel, y, x], 1).cpu().numpy()  # one transfer per level, not per node
     rows = np.concatenate([ints, boxes(layer, ints[:, 1], ints[:, 2])], 1).tolist()
     return [
-        {
-            "layer": layer,
-            "channel": r[0],
-            "y": r[1],
-            "x": r[2],
-            "relevance": rel,
-            "box84": r[3:7],
-            "box210": r[7:],
-            "children": [],
-        }
-        for r, rel in zip(rows, relevance.numpy().tolist())
+        {"layer": layer, "channel": r[0], "y": r[1], "x": r[2], "relevance": rel, "box84": r[3:7], "box210": r[7:]}
+        | {"children": []}
+        for r, rel in zip(rows, relevance.cpu().numpy().tolist())
     ]
 
 
@@ -192,7 +166,7 @@ def descend(agent: Agent, acts: dict, layer: str, level: dict) -> tuple:
         weight = agent.attn_logits.weight[ch, :, 0, 0] * hid.sign()  # a w = |a| (w sign(a))
         return relevance_below(hid.abs(), weight, level["r"][:, 0]).view(-1, 512, 1, 1), 1, 1
     if layer == "attn_hidden":  # pre_c = sum_j W[c, j] features_j; ELU keeps the sign of pre_c
-        feats = acts["features"][0, :, y, x].T  # (N, 64), >= 0
+        feats = acts["features"][0, :, y, x].T  # (N, 64), >= 0; the L2 norm cancels in the shares
         sign = acts["attn_hidden"][0, ch, y, x].sign().unsqueeze(1)
         weight = agent.attn_hidden.weight[ch, :, 0, 0] * sign  # (N, 64)
         return relevance_below(feats, weight, level["r"][:, 0]).view(-1, 64, 1, 1), 1, 1
@@ -209,57 +183,46 @@ def descend(agent: Agent, acts: dict, layer: str, level: dict) -> tuple:
 
 
 def pick_children(level: dict, rel: torch.Tensor, k: int, stride: int, n: int, threshold: float) -> dict:
-    """The next level: children of every node, from the relevance under it (N, Cin, k, k)."""
-    if k == 1:  # a 1x1 layer: children are channels at the same place (unit nodes)
+    """The next level: children of every node, from the relevance under it (N, Cin, k, k).
+
+    At a 1x1 layer the children are channels at the node's place. Below, they are places: the peaks
+    of the channel-summed map (per channel the top contributors are mostly the same place again),
+    each carrying the relevance of all its channels, with the real channel that carries most of it.
+    """
+    if k == 1:
         values, index, valid = top_channels(rel[:, :, 0, 0], n, threshold)
         parent, slot = valid.nonzero(as_tuple=True)
-        value = values[parent, slot]
-        return dict(
-            parent=parent,
-            channel=index[parent, slot],
-            y=level["y"][parent],
-            x=level["x"][parent],
-            r=value.unsqueeze(1),
-        )
-    values, index, valid = find_peaks(rel.sum(1), n, threshold)  # peaks of the channel-summed map
+        r = values[parent, slot].unsqueeze(1)
+        return dict(parent=parent, channel=index[parent, slot], y=level["y"][parent], x=level["x"][parent], r=r)
+    values, index, valid = find_peaks(rel.sum(1), n, threshold)
     parent, slot = valid.nonzero(as_tuple=True)
     place = index[parent, slot]
     r = rel.flatten(2)[parent, :, place]  # (M, Cin): relevance of each channel at the child's place
-    return dict(
-        parent=parent,
-        channel=r.argmax(1),
-        y=level["y"][parent] * stride + place // k,
-        x=level["x"][parent] * stride + place % k,
-        r=r,
-    )
+    y, x = level["y"][parent] * stride + place // k, level["x"][parent] * stride + place % k
+    return dict(parent=parent, channel=r.argmax(1), y=y, x=x, r=r)
 
 
 @torch.no_grad()
 def build_tree(
-    agent: Agent, obs, roots: int = 2, children: int = 3, depth: Optional[int] = None, *, threshold=0.1, acts=None
-) -> list:
+    agent: Agent, obs, roots: int = 2, children: int = 3, depth: int = MAX_DEPTH, *, threshold=0.1, acts=None
+):
     """The relevance tree of one observation: a list of root nodes (see the module docstring).
 
-    obs: (4, 84, 84) or (1, 4, 84, 84) uint8. depth: layers below the attention (default 5, the pixels).
-    threshold: see find_peaks. acts: `agent.activations(obs)` if already computed (saves the forward pass).
-    ValueError for bad sizes or an agent without attention.
+    obs: (4, 84, 84) or (1, 4, 84, 84) uint8. acts: `agent.activations(obs)` if already computed.
+    Works wherever the agent is (CPU or CUDA); the nodes are plain Python. ValueError for bad sizes.
     """
-    depth = MAX_DEPTH if depth is None else depth
     check_sizes(roots, children, depth, threshold)
     if agent.attn_heads == 0:
-        raise ValueError(
-            "this agent has no attention module (trained with --attn-heads 0), so there are no attention peaks to start from."
-        )
-    obs = torch.as_tensor(obs).reshape(1, 4, 84, 84)
+        raise ValueError("this agent has no attention module (trained with --attn-heads 0), so it has no tree.")
+    obs = torch.as_tensor(obs, device=agent.conv1.weight.device).reshape(1, 4, 84, 84)
     acts = dict(agent.activations(obs) if acts is None else acts)
     acts["input"] = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
 
-    heads = acts["attention"][0]  # (H, 7, 7)
+    heads = acts["attention"][0].float()  # (H, 7, 7)
     values, index, valid = find_peaks(heads, roots, threshold)
     head, slot = valid.nonzero(as_tuple=True)
     value, place = values[head, slot], index[head, slot]
-    width = heads.shape[-1]
-    level = dict(channel=head, y=place // width, x=place % width, r=value.unsqueeze(1))
+    level = dict(channel=head, y=place // 7, x=place % 7, r=value.unsqueeze(1))
     tree = parents = level_nodes("attention", head, level["y"], level["x"], value)
     for layer, child_layer in zip(LAYERS[:depth], LAYERS[1 : depth + 1]):
         rel, k, stride = descend(agent, acts, layer, level)
@@ -273,15 +236,10 @@ def build_tree(
 
 def check_sizes(roots: int, children: int, depth: int, threshold: float) -> None:
     """ValueError (one sentence) for sizes the tree cannot have."""
-    if roots <= 0:
-        raise ValueError(f"--roots must be positive, got {roots}.")
-    if children <= 0:
-        raise ValueError(f"--children must be positive, got {children}.")
+    if roots <= 0 or children <= 0:
+        raise ValueError(f"--roots and --children must be positive, got {roots} and {children}.")
     if not 0 <= depth <= MAX_DEPTH:
-        raise ValueError(
-            f"--depth must be between 0 and {MAX_DEPTH} (the layers below the attention: "
-            f"{', '.join(LAYERS[1:])}), got {depth}."
-        )
+        raise ValueError(f"--depth must be between 0 and {MAX_DEPTH} ({', '.join(LAYERS[1:])}), got {depth}.")
     if not 0 <= threshold < 1:
         raise ValueError(f"--threshold must be at least 0 and below 1, got {threshold}.")
 
@@ -293,6 +251,14 @@ def iter_nodes(tree: list):
         node, depth = stack.pop()
         yield node, depth
         stack.extend((child, depth + 1) for child in reversed(node["children"]))
+
+
+def node_strength(tree: list) -> dict:
+    """{id(node): relevance / the strongest relevance of its layer}, in (0, 1]: how boldly to draw each node."""
+    strongest = {}
+    for node, _ in iter_nodes(tree):
+        strongest[node["layer"]] = max(strongest.get(node["layer"], 0.0), node["relevance"])
+    return {id(n): n["relevance"] / max(strongest[n["layer"]], 1e-12) for n, _ in iter_nodes(tree)}
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -319,162 +285,94 @@ def load_tree(path: str) -> tuple:
 
 # ----------------------------------------------------------------------------- figure
 
-LAYER_COLOURS = {
-    "attention": "#ff2d2d",
-    "attn_hidden": "#ff9f1c",
-    "conv3": "#ffe14d",
-    "conv2": "#3ddc84",
-    "conv1": "#2ec4ff",
-    "input": "#d66bff",
-}
-HEAD_COLOURS = ["#ff2d2d", "#2ec4ff", "#3ddc84", "#ffe14d"]
-INSET = {"attn_hidden": 1.0, "conv3": 2.0}  # px: these share the attention's 36-px square, drawn nested
-
 
 def draw_tree(obs: np.ndarray, frame: np.ndarray, tree: list, title: str, path: str) -> None:
-    """PNG: the tree over each of the 4 stacked frames, and the game frame with the roots' regions."""
+    """PNG: the tree over each of the 4 stacked frames (pixel nodes on their own frame), and the
+    game frame with the roots' regions. Line width and opacity grow with a node's relevance."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection, PatchCollection
-    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
 
-    nodes = list(iter_nodes(tree))
-    strongest = {}  # line width and opacity are relative to the strongest node of the same layer
-    for node, _ in nodes:
-        strongest[node["layer"]] = max(strongest.get(node["layer"], 0.0), node["relevance"])
-    fig, axes = plt.subplots(1, 5, figsize=(18, 4.6), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.2]})
+    strength = node_strength(tree)
+    fig, axes = plt.subplots(1, 5, figsize=(18, 5), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.2]})
     for f, ax in enumerate(axes[:4]):
         ax.imshow(obs[f], cmap="gray", vmin=0, vmax=255, extent=(0, 84, 84, 0))
-        rects, edges, colours, widths = [], [], [], []
-        for node, _ in nodes:
-            if node["layer"] == "input" and node["channel"] != f:
+        rects, colours, widths, edges, pixels = [], [], [], [], []
+        for node, _ in iter_nodes(tree):
+            s, (y0, x0, y1, x1) = strength[id(node)], node["box84"]
+            rgba = (*matplotlib.colors.to_rgb(LAYER_COLOURS[node["layer"]]), 0.35 + 0.65 * s)
+            if node["layer"] == "input":  # a pixel: a dot on its own frame
+                if node["channel"] == f:
+                    pixels.append((x0 + 0.5, y0 + 0.5, rgba, 12 + 40 * s))
                 continue
-            strength = node["relevance"] / max(strongest[node["layer"]], 1e-12)
-            y0, x0, y1, x1 = node["box84"]
-            d = INSET.get(node["layer"], 0.0)
+            d = {"attn_hidden": 1.2, "conv3": 2.4}.get(node["layer"], 0.0)  # share the 36 px square: nested
             rects.append(Rectangle((x0 + d, y0 + d), x1 - x0 - 2 * d, y1 - y0 - 2 * d))
-            colours.append((*matplotlib.colors.to_rgb(LAYER_COLOURS[node["layer"]]), 0.25 + 0.75 * strength))
-            widths.append(0.4 + 2.0 * strength)
+            colours.append(rgba)
+            widths.append(0.6 + 2.4 * s)
             for child in node["children"]:
                 if child["layer"] != "input" or child["channel"] == f:
-                    c0, c1 = [((b[1] + b[3]) / 2, (b[0] + b[2]) / 2) for b in (node["box84"], child["box84"])]
-                    edges.append([c0, c1])
-        ax.add_collection(LineCollection(edges, colors=(1, 1, 1, 0.35), linewidths=0.5))
+                    edges.append([((b[1] + b[3]) / 2, (b[0] + b[2]) / 2) for b in (node["box84"], child["box84"])])
+        ax.add_collection(LineCollection(edges, colors=(1, 1, 1, 0.3), linewidths=0.5))
         ax.add_collection(PatchCollection(rects, facecolors="none", edgecolors=colours, linewidths=widths))
-        ax.set(xlim=(0, 84), ylim=(84, 0), xticks=[], yticks=[], title=f"frame t{f - 3}" if f < 3 else "frame t")
+        if pixels:
+            px, py, pc, ps = zip(*pixels)
+            ax.scatter(px, py, c=list(pc), s=ps, marker="s", edgecolors="black", linewidths=0.4)
+        ax.set(xlim=(0, 84), ylim=(84, 0), xticks=[], yticks=[])
+        ax.set_title(["frame t-3", "frame t-2", "frame t-1", "frame t (newest)"][f])
     ax = axes[4]
     ax.imshow(frame)
     for root in tree:
         y0, x0, y1, x1 = root["box210"]
-        colour = HEAD_COLOURS[root["channel"] % len(HEAD_COLOURS)]
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=2))
-        ax.text(x0 + 2, y0 + 9, f"h{root['channel']} {root['relevance']:.2f}", color=colour, fontsize=8)
-    ax.set(xticks=[], yticks=[], title="game frame: roots (head, attention)")
-    handles = [Patch(edgecolor=c, facecolor="none", label=n) for n, c in LAYER_COLOURS.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=6, frameon=False)
+        colour = LAYER_COLOURS["attention"]
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, lw=1 + 2 * strength[id(root)]))
+        label = f"head {root['channel']}: {root['relevance']:.2f}"
+        ax.text(x0 + 2, y0 + 2, label, color="white", fontsize=9, va="top", bbox=dict(fc="black", alpha=0.7, pad=1.5))
+    ax.set(xticks=[], yticks=[], title="game frame: the roots (head: attention weight)")
+    handles = [Line2D([], [], color=c, lw=3, label=n) for n, c in LAYER_COLOURS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=7, frameon=False, title="layer (bolder = more relevance)")
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    fig.savefig(path, dpi=120)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- command line
 
 
-def prepare_out(args: Args, run_name: str) -> tuple:
-    """(output folder, whether we created it); ValueError if it cannot be used."""
-    out = args.out
-    if out is None:
-        out = os.path.join("trees", f"{run_name}__{time.strftime('%Y%m%d-%H%M%S')}")
-        base, n = out, 1
-        while os.path.exists(out):
-            n += 1
-            out = f"{base}-{n}"
-    elif os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out '{out}' is a file, not a folder.")
-    elif os.path.isdir(out) and os.listdir(out) and not args.force:
-        raise ValueError(f"--out '{out}' already holds files; choose another folder or add --force to write into it.")
-    created = not os.path.exists(out)
-    make_writable_folder(out)
-    return out, created
-
-
-def play(agent: Agent, env_id: str, steps: list, seed: int) -> dict:
-    """Play one episode up to the last requested step: {step: (obs (4,84,84) uint8, frame, action)}."""
-    env = make_env(env_id, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    obs, _ = env.reset(seed=seed)
-    wanted, last, kept = set(steps), max(steps), {}
-    print(f"playing {env_id} up to step {last}", flush=True)
-    for t in range(last + 1):
-        with torch.no_grad():
-            logits = agent.activations(torch.as_tensor(obs).unsqueeze(0))["logits"]
-        action = int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
-        if t in wanted:
-            kept[t] = (np.asarray(obs).copy(), env.render(), action)
-        if t == last:
-            break
-        obs, _, terminated, truncated, _ = env.step(action)
-        if t and t % 200 == 0:
-            print(f"  step {t}", flush=True)
-        if terminated or truncated:
-            env.close()
-            raise ValueError(f"the episode ended after {t + 1} steps; --steps {last} lies beyond it.")
-    env.close()
-    return kept
-
-
-def main(args: Args) -> None:
-    depth = MAX_DEPTH if args.depth is None else args.depth
-    check_sizes(args.roots, args.children, depth, args.threshold)
-    if not args.steps or min(args.steps) < 0:
-        raise ValueError(f"--steps must be one or more steps >= 0, got {' '.join(map(str, args.steps)) or 'none'}.")
-    torch.set_num_threads(1)  # tiny tensors: one thread is faster than two
-    agent, meta = load_checkpoint(args.checkpoint)
-    if agent.attn_heads == 0:
-        raise ValueError(
-            f"'{args.checkpoint}' holds an agent without attention (--attn-heads 0): there are no attention peaks to start a tree from."
-        )
-    out, created = prepare_out(args, meta.get("run_name", "run"))
-    try:
-        kept = play(agent, meta["env_id"], sorted(set(args.steps)), args.seed)
-    except ValueError:
-        if created and not os.listdir(out):
-            os.rmdir(out)
-        raise
-    names = meta.get("action_names") or [str(a) for a in range(meta["n_actions"])]
-    for t, (obs, frame, action) in sorted(kept.items()):
-        start = time.perf_counter()
-        tree = build_tree(agent, obs, args.roots, args.children, depth, threshold=args.threshold)
-        ms = (time.perf_counter() - start) * 1e3
-        stem = os.path.join(out, f"step{t:05d}")
-        info = dict(
-            env_id=meta["env_id"],
-            checkpoint=os.path.abspath(args.checkpoint),
-            global_step=meta.get("global_step"),
-            step=t,
-            action=action,
-            action_name=names[action],
-            settings=dict(roots=args.roots, children=args.children, depth=depth, threshold=args.threshold),
-        )
-        save_tree(stem + ".json", tree, **info)
-        n_nodes = sum(1 for _ in iter_nodes(tree))
-        title = f"{meta['env_id']}  step {t}  action {names[action]}  ({n_nodes} nodes)"
-        draw_tree(obs, frame, tree, title, stem + ".png")
-        print(f"step {t}: {n_nodes} nodes in {ms:.1f} ms -> {stem}.png, .json", flush=True)
-    print(f"done: {out}")
-
-
-def cli(argv: Optional[list] = None) -> None:
-    """The command line: bad input ends with one sentence on stderr and exit status 1."""
+def main(argv=None) -> str:
     args = tyro.cli(Args, args=argv)
-    try:
-        main(args)
-    except (ValueError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    check_sizes(args.roots, args.children, args.depth, args.threshold)
+    steps = sorted(set(args.steps))
+    if not steps or steps[0] < 0:
+        raise ValueError(f"--steps must be one or more numbers >= 0, got {list(args.steps)}.")
+    device = pick_device(args.cuda)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # tiny tensors: one thread is faster than two
+    agent, meta = load_checkpoint(args.checkpoint, device)
+    if agent.attn_heads == 0:
+        raise ValueError(f"'{args.checkpoint}' holds an agent without attention (--attn-heads 0): it has no tree.")
+    names = meta["action_names"]
+    with output_folder(args.out, meta["run_name"], "tree", args.force) as out:
+        kept, _ = play_to(agent, meta["env_id"], steps, args.seed, args.greedy)
+        for t, step in sorted(kept.items()):
+            start = time.perf_counter()
+            tree = build_tree(agent, step.obs, args.roots, args.children, args.depth, threshold=args.threshold)
+            ms = (time.perf_counter() - start) * 1e3
+            stem = os.path.join(out, f"step_{t:05d}")
+            settings = dict(roots=args.roots, children=args.children, depth=args.depth, threshold=args.threshold)
+            info = dict(env_id=meta["env_id"], checkpoint=os.path.abspath(args.checkpoint), step=t, settings=settings)
+            save_tree(stem + ".json", tree, **info, action=step.action, action_name=names[step.action])
+            n_nodes = sum(1 for _ in iter_nodes(tree))
+            title = f"{meta['env_id']}, step {t}: why the agent looks where it looks (it takes {names[step.action]})"
+            draw_tree(step.obs, step.frame, tree, title, stem + ".png")
+            print(f"step {t}: {n_nodes} nodes in {ms:.1f} ms -> {stem}.png, .json", flush=True)
+    print(f"done: {out}")
+    return out
 
 
 if __name__ == "__main__":
-    cli()
+    exit_on_bad_input(main)

@@ -1,46 +1,27 @@
-"""MP4 videos of a trained agent playing, with an attention, saliency or relevance-tree overlay.
+"""Videos of trained agents playing, with what they look at drawn over the game, and a headless evaluation.
 
-    python render.py --checkpoint runs/<run_name>/run.pt                  # attention overlay
-    python render.py --checkpoint runs/<run_name>/run.pt --overlay saliency --method gradient --target value
+Each video frame shows, per agent, the 210x160 colour frame scaled `--scale` times with an overlay,
+and a side panel: step, score, value V(s), the policy as labelled bars and the overlay's legend.
+One frame per agent step (4 game frames); 15 fps is real time. Overlays:
 
-Each video frame is the full-colour 210x160 game frame scaled up `--scale` times, with the overlay,
-and a side panel: the step, the running game score, the value estimate V(s), the policy's action
-probabilities as labelled bars (the action taken in orange) and a legend of the overlay. One frame
-per agent step (4 emulator frames); 15 fps is real time.
+- attention: each head's painted attention (`saliency.paint_attention`: the attention mass of the
+  units that see a pixel) on a fixed scale, 0 to 1 per head, in the head's colour, with an outline
+  around each head's strongest region, and the raw 7x7 maps in the panel.
+- saliency: `saliency.saliency_map` (`--method`, `--target`), max over the 4 stacked frames, scaled
+  by each frame's 99th percentile (saliency magnitudes differ by orders of magnitude).
+- tree: `relevance_tree.build_tree`, each node a square over its receptive field in its layer's colour.
 
-Overlays
-- attention: each head in its own colour. Every 7x7 unit paints its receptive field in the 84x84
-  input (rows and columns [8k, 8k + 36), like a transposed convolution with an all-ones 36x36
-  kernel at stride 8), and the 84x84 input is a plain resize of the whole frame, so a game pixel
-  takes the painted value under its centre mapped to the input (rows x 84/210, columns x 84/160).
-  Overlays are drawn on the 210x160 frame, which is then scaled up (pixel copies).
-- saliency: `saliency.saliency_map` of the observation (`--method`, `--target`), collapsed over the
-  4 stacked frames by their maximum ("did any of the frames the agent saw matter here?"), in
-  `inferno`, normalised per frame by its 99th percentile: saliency magnitudes differ by orders of
-  magnitude between methods, targets and moments, and the question a frame answers is *where*.
-- tree: `relevance_tree.build_tree` of the observation, each node's receptive field (box210)
-  drawn as a square outline coloured by depth (attention peaks brightest, down to input pixels;
-  pixel nodes of all 4 stacked frames are drawn, so they also trace where the ball was).
+Several checkpoints of one game play side by side, each its own game from the same seed. Every run
+prints each game's score, the mean and sd, and the mean attention entropy per head; `--no-video`
+plays and prints only (a headless evaluation), `--json` writes the same numbers.
 
-How attention brightness is normalised over the episode. Brightness must mean the same thing in
-every frame, and a true over-the-episode scale (the seed's 99th percentile of the painted maps)
-is only known at the end. A running maximum would make early frames look brighter than later
-ones, and frames cannot wait in memory (a game is thousands of them). So each episode is played
-twice: first the agent plays and we keep, per step, the action, the probabilities, the value and
-the 7x7xH attention (a few hundred bytes a step) plus a checksum of the observation; then the same
-seed and the same actions replay the game exactly (ALE is deterministic given both; the checksums
-prove it, else we stop) while the frames are drawn and written. The scale is the 99th percentile
-over every painted pixel of every head and step, shared by the heads so they compare too; above
-it the colour saturates.
-
-The agent sees exactly what it saw in training (`ppo_attention.make_env`: same preprocessing,
-fire reset, no-op starts drawn from --seed).
+    python render.py --checkpoint runs/<run_name>/run.pt
+    python render.py --checkpoint checkpoints/a.pt checkpoints/b.pt --episodes 20 --no-video --json eval.json
 """
 
+import json
 import os
-import sys
-import time
-import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -50,433 +31,445 @@ import matplotlib
 import numpy as np
 import torch
 import tyro
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-from ppo_attention import Agent, CheckpointError, load_checkpoint, make_env
+from ppo_attention import (
+    Progress,
+    StopRequest,
+    attention_entropy,
+    exit_on_bad_input,
+    load_checkpoint,
+    output_folder,
+    pick_device,
+    play,
+)
+from relevance_tree import LAYER_COLOURS, build_tree, iter_nodes, node_strength
+from saliency import collapse_frames, paint_attention, saliency_map
 
 
 @dataclass
 class Args:
-    checkpoint: str
-    """path of the `run.pt` written by ppo_attention.py"""
-    out: Optional[str] = None
-    """the MP4 to write (default: `<overlay>_seed<seed>.mp4` next to the checkpoint)"""
-    force: bool = False
-    """overwrite --out if it exists (otherwise an existing file is never touched)"""
-    overlay: Literal["attention", "saliency", "tree", "none"] = "attention"
-    """what to draw over the game: the attention heads, a saliency map, the relevance tree, or nothing"""
+    """Play one or more checkpoints of the same game; film them side by side and print their scores."""
+
+    checkpoint: tuple[str, ...]
+    """one `run.pt` (or run folder) per agent; several agents play side by side, each its own game"""
+    overlay: Optional[Literal["attention", "saliency", "tree", "none"]] = None
+    """what to draw over the game (default: attention, or saliency for agents trained without attention)"""
     method: Literal["smoothgrad", "gradient", "vargrad", "perturbation"] = "smoothgrad"
-    """saliency method (--overlay saliency)"""
-    target: Literal["attention", "action", "value"] = "attention"
-    """what the saliency explains (--overlay saliency): the attention peaks, the taken action's logit, or V(s)"""
+    """saliency method of --overlay saliency (smoothgrad and vargrad are slower: --samples forward passes a frame)"""
+    target: Literal["action", "value", "attention"] = "action"
+    """what the saliency explains: the taken action's logit, the value V(s), or the attention peaks"""
     samples: int = 50
-    """noisy copies per frame for smoothgrad / vargrad (--overlay saliency; fewer is faster)"""
+    """noisy copies per frame for smoothgrad and vargrad"""
     episodes: int = 1
-    """number of games to play, one after the other in the same video"""
+    """games per agent, one after the other; game i starts from seed + i"""
     max_steps: Optional[int] = None
     """stop each game after this many agent steps (default: play it to the end)"""
-    fps: int = 30
-    """frames per second of the video (one frame per agent step; 15 is real time)"""
-    scale: int = 3
-    """each game pixel becomes scale x scale video pixels (1 to 8)"""
     greedy: bool = False
     """take the most probable action instead of sampling from the policy"""
     seed: int = 1
-    """seed of the first game (no-op start, sticky actions) and of the action sampling; game i uses seed + i"""
+    """seed of the first game (no-op start, sticky actions), of the action sampling and of the saliency noise"""
+    video: bool = True
+    """write the MP4; --no-video only plays and prints the evaluation"""
+    json: Optional[str] = None
+    """also write the evaluation (every game's score and attention entropy) to this JSON file"""
+    out: Optional[str] = None
+    """output folder of the video (default: a new runs/<run_name>/video__<unix time>/)"""
+    force: bool = False
+    """write into an --out folder that already holds files, and replace an existing --json file"""
+    fps: int = 30
+    """frames per second of the video (one frame per agent step; 15 is real time)"""
+    scale: int = 3
+    """each game pixel becomes scale x scale video pixels (2 to 8)"""
     cuda: bool = True
     """run the network on CUDA when it is available"""
 
 
-# ----------------------------------------------------------------------------- geometry
+# ----------------------------------------------------------------------------- drawing
 
 FRAME_H, FRAME_W = 210, 160  # the game frame; the 84x84 observation is a resize of all of it
-BLOCK = 4  # receptive-field edges fall on multiples of 4 input pixels: painted maps are constant on 4x4 blocks
+ROWS = ((np.arange(FRAME_H) + 0.5) * 84 / FRAME_H).astype(int)  # the input pixel under each frame pixel
+COLS = ((np.arange(FRAME_W) + 0.5) * 84 / FRAME_W).astype(int)
+HEAD_COLOURS = np.array([[255, 150, 30], [60, 200, 255], [255, 90, 230], [140, 255, 90]], np.float32)
+BACKGROUND, TEXT, DIM, TRACK, BAR, TAKEN = "#121218", "#ebebeb", "#9a9aa6", "#32323c", "#5a82c8", "#ffa51e"
+TEXT_RGB = (235, 235, 235)
+FONT = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
+INFERNO = (matplotlib.colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
 
 
-def coverage(n: int) -> np.ndarray:
-    """(7, n) 0/1: whether the centre of pixel i, of n pixels spanning the 84-pixel input, lies in unit k's field."""
-    size, stride = Agent.RECEPTIVE_FIELDS["conv3"]
-    centre = (np.arange(n) + 0.5) * 84 / n  # in input pixels
-    k = np.arange(7)[:, None]
-    return ((centre >= k * stride) & (centre < k * stride + size)).astype(np.float32)
+def on_frame(m84: np.ndarray) -> np.ndarray:
+    """A map of the 84x84 input (..., 84, 84) on the 210x160 frame: the value under each frame pixel's centre."""
+    return m84[..., ROWS, :][..., COLS]
 
 
-COVER = coverage(84 // BLOCK)  # (7, 21): the painted 84x84 map sampled at each 4x4 block's centre
+def tint(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Add light: frame (210, 160, 3) + alpha * rgb, clipped; alpha (210, 160) in [0, 1]. On Atari's dark
+    backgrounds the colour shows, and bright objects (ball, paddle) stay visible under it."""
+    return np.clip(frame + alpha[..., None] * rgb, 0, 255).astype(np.uint8)
 
 
-def paint_attention(attention: np.ndarray) -> np.ndarray:
-    """Each unit paints its receptive field: (..., H, 7, 7) -> (..., H, 21, 21), one value per 4x4 input block."""
-    return np.einsum("yi,...yx,xj->...ij", COVER, attention, COVER)
+def upscale(frame: np.ndarray, s: int) -> np.ndarray:
+    return cv2.resize(frame, (FRAME_W * s, FRAME_H * s), interpolation=cv2.INTER_NEAREST)  # pixel copies
 
 
-def source_index(n_out: int, n_src: int) -> np.ndarray:
-    """For each of n_out frame pixels, the pixel of an n_src-pixel map (spanning the frame) under its centre."""
-    return ((np.arange(n_out) + 0.5) * n_src / n_out).astype(np.int64)
-
-
-def blend(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
-    """frame (210, 160, 3) uint8 <- frame * (1 - alpha) + rgb * alpha, with rgb (h, w, 3) and alpha (h, w)
-    given on a coarse grid spanning the frame, looked up at each game pixel through rows / cols."""
-    keep = (1.0 - alpha)[rows][:, cols][..., None]  # (210, 160, 1)
-    paint = (rgb * alpha[..., None])[rows][:, cols]  # (210, 160, 3)
-    frame[:] = frame * keep + paint
-
-
-def mix_heads(intensity: np.ndarray, colours: np.ndarray, opacity: float = 0.7) -> tuple:
-    """Per-head intensities (H, h, w) in [0, 1] -> (rgb (h, w, 3), alpha (h, w)): colours mixed by intensity."""
-    weight = intensity / np.maximum(intensity.sum(0), 1e-6)  # (H, h, w)
-    rgb = np.einsum("hyx,hc->yxc", weight, colours)
-    return rgb, opacity * intensity.max(0)
-
-
-# ----------------------------------------------------------------------------- text and panel
-
-
-def font_atlas(px: int) -> np.ndarray:
-    """Alpha masks (95, h, w) of the printable ASCII characters in a monospace font, drawn once with matplotlib."""
-    chars = [chr(c) for c in range(32, 127)]
-    w, h = int(np.ceil(0.61 * px)), int(np.ceil(1.25 * px))
-    fig = Figure(figsize=(len(chars) * w / 100, h / 100), dpi=100, facecolor="black")
-    for i, ch in enumerate(chars):
-        fig.text(i / len(chars), 0.27, ch, fontsize=px * 0.72, family="DejaVu Sans Mono", color="white")
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    grey = np.asarray(canvas.buffer_rgba())[:h, : len(chars) * w, 0].astype(np.float32) / 255
-    return grey.reshape(h, len(chars), w).transpose(1, 0, 2)
-
-
-def draw_text(img: np.ndarray, y: int, x: int, text: str, colour, atlas: np.ndarray) -> None:
-    """Paste `text` with its top-left corner at (y, x), clipped to the image."""
-    codes = [min(max(ord(c) - 32, 0), 94) for c in text]
-    n, h, w = len(codes), atlas.shape[1], atlas.shape[2]
-    mask = atlas[codes].transpose(1, 0, 2).reshape(h, n * w)[: img.shape[0] - y, : img.shape[1] - x, None]
-    region = img[y : y + mask.shape[0], x : x + mask.shape[1]]
-    region[:] = region * (1 - mask) + np.asarray(colour, np.float32) * mask
-
-
-BACKGROUND, TEXT, DIM = (18, 18, 24), (235, 235, 235), (140, 140, 150)
-TRACK, BAR, TAKEN = (50, 50, 60), (90, 130, 200), (255, 165, 30)
-
-
-class Panel:
-    """The side panel: step, score, value, action-probability bars and the overlay's legend."""
-
-    def __init__(self, height: int, width: int, scale: int, action_names: list):
-        self.atlas = font_atlas(max(10, 4 * scale + 2))
-        self.ch, self.cw = self.atlas.shape[1], self.atlas.shape[2]
-        self.names, self.pad = action_names, 2 * scale
-        self.img = np.zeros((height, width, 3), np.uint8)
-        self.backgrounds = {}  # legend -> background image
-        label_w = max(len(n) for n in action_names) * self.cw
-        self.bar_x0 = self.pad + label_w + self.pad  # bars span [bar_x0, bar_x1)
-        self.bar_x1 = width - self.pad - 5 * self.cw
-        self.bar_y0 = self.pad + 6 * self.ch  # after 4 lines of numbers, a gap and a heading
-        self.row_h = self.ch + scale
-        self.legend_y = self.bar_y0 + len(action_names) * self.row_h + self.ch
-
-    @staticmethod
-    def width_for(scale: int, action_names: list) -> int:
-        """Panel width: room for the longest action name, a bar and its number; video width a multiple of 16."""
-        cw = int(np.ceil(0.61 * max(10, 4 * scale + 2)))
-        need = max(80 * scale, (max(len(n) for n in action_names) + 5) * cw + 60 * scale)
-        return need + (-(FRAME_W * scale + need)) % 16
-
-    def bar_box(self, i: int) -> tuple:
-        """(y0, y1, x0, x1) of action i's bar track."""
-        y0 = self.bar_y0 + i * self.row_h + self.ch // 5
-        return y0, y0 + self.ch * 3 // 5, self.bar_x0, self.bar_x1
-
-    def background(self, legend: tuple) -> np.ndarray:
-        """What stays the same from frame to frame: heading, empty bar tracks and the legend (cached)."""
-        if legend not in self.backgrounds:
-            img, pad, ch = np.full_like(self.img, BACKGROUND), self.pad, self.ch
-            draw_text(img, self.bar_y0 - ch - ch // 4, pad, "action probabilities", DIM, self.atlas)
-            for i in range(len(self.names)):
-                y0, y1, x0, x1 = self.bar_box(i)
-                img[y0:y1, x0:x1] = TRACK
-            for i, (colour, text) in enumerate(legend):
-                y = self.legend_y + i * ch
-                if colour is not None:
-                    img[y + ch // 5 : y + ch * 4 // 5, pad : pad + self.cw] = colour
-                draw_text(img, y, pad + (2 * self.cw if colour is not None else 0), text, DIM, self.atlas)
-            self.backgrounds[legend] = img
-        return self.backgrounds[legend]
-
-    def draw(self, lines: list, probs: np.ndarray, action: int, legend: list) -> np.ndarray:
-        """lines: 4 strings; probs (A,); legend: [(rgb or None, text)]. Returns the panel (h, w, 3) uint8."""
-        img, pad, ch = self.img, self.pad, self.ch
-        img[:] = self.background(tuple(legend))
-        for i, line in enumerate(lines):
-            draw_text(img, pad + i * ch, pad, line, TEXT, self.atlas)
-        for i, (name, p) in enumerate(zip(self.names, probs)):
-            y0, y1, x0, x1 = self.bar_box(i)
-            img[y0:y1, x0 : x0 + int(round(float(p) * (x1 - x0)))] = TAKEN if i == action else BAR
-            draw_text(img, self.bar_y0 + i * self.row_h, pad, name, TAKEN if i == action else TEXT, self.atlas)
-            draw_text(img, self.bar_y0 + i * self.row_h, x1 + self.cw // 2, f"{p:.2f}", DIM, self.atlas)
-        return img
-
-
-# ----------------------------------------------------------------------------- overlays
-
-
-def colours_from(cmap: str, n: int, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
-    """n RGB colours (n, 3) in 0..255 sampled from a matplotlib colour map."""
-    return matplotlib.colormaps[cmap](np.linspace(lo, hi, n))[:, :3].astype(np.float32) * 255
+def label(img: np.ndarray, text: str, xy: tuple, colour, size: int) -> None:
+    """Text with a dark outline, readable on any game background (OpenCV's Hershey font)."""
+    for c, w in (((0, 0, 0), size + 2), (tuple(int(v) for v in colour), max(size - 1, 1))):
+        cv2.putText(img, text, xy, cv2.FONT_HERSHEY_SIMPLEX, 0.15 * size, c, w, cv2.LINE_AA)
 
 
 class AttentionOverlay:
-    """Each head in its own colour, brightness = painted attention / the episode's 99th percentile."""
+    """Each head's painted attention in its colour on a fixed 0..1 scale, an outline around each head's
+    strongest region (where its painted mass reaches half its maximum), its 7x7 map in the panel."""
 
-    def __init__(self, heads: int):
-        self.colours = colours_from("cool", heads) if heads > 1 else np.array([[0.0, 255, 255]], np.float32)
-        self.rows = source_index(FRAME_H, 84 // BLOCK)  # game row -> row of 4x4 input blocks
-        self.cols = source_index(FRAME_W, 84 // BLOCK)
-        self.scale = 1.0
+    def __init__(self, heads: int, s: int):
+        self.heads, self.s = heads, s
 
-    def start_episode(self, record: dict) -> None:
-        painted = paint_attention(record["attention"])  # (T, H, 21, 21)
-        self.scale = max(float(np.percentile(painted, 99)), 1e-6)
+    def draw(self, step) -> np.ndarray:
+        painted = on_frame(paint_attention(torch.as_tensor(step.attention)[None])[0].numpy())  # (H, 210, 160)
+        owner = painted.argmax(0)  # where heads overlap, the stronger one colours the pixel
+        view = upscale(tint(step.frame, HEAD_COLOURS[owner], 0.8 * painted.max(0).clip(0, 1)), self.s)
+        taken = []  # label positions so far: a head's label moves down past the others
+        for h in range(self.heads):
+            strong = upscale((painted[h] >= 0.5 * painted[h].max()).astype(np.uint8), self.s)
+            strong = cv2.erode(strong, np.ones((2 * h * (self.s + 2) + 1,) * 2, np.uint8))  # nested when heads agree
+            contours, _ = cv2.findContours(strong, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            colour = tuple(int(v) for v in HEAD_COLOURS[h])
+            cv2.drawContours(view, contours, -1, (0, 0, 0), self.s + 2)
+            cv2.drawContours(view, contours, -1, colour, max(self.s - 1, 2))
+            x, y, _, _ = cv2.boundingRect(np.concatenate(contours))
+            y += 7 * self.s
+            while any(abs(y - ty) < 7 * self.s and abs(x - tx) < 30 * self.s for tx, ty in taken):
+                y += 7 * self.s
+            taken.append((x, y))
+            label(view, f"head {h}", (x + self.s, y), colour, self.s + 1)
+        return view
 
-    def draw(self, frame: np.ndarray, obs: np.ndarray, t: int, record: dict) -> list:
-        intensity = np.clip(paint_attention(record["attention"][t]) / self.scale, 0, 1)  # (H, 21, 21)
-        blend(frame, *mix_heads(intensity, self.colours), self.rows, self.cols)
-        return (
-            [(None, "attention: 1 = the episode's")]
-            + [(None, f"  99th percentile {self.scale:.3f}")]
-            + [(tuple(int(v) for v in c), f"head {h}") for h, c in enumerate(self.colours)]
+    def legend(self, panel, step) -> None:
+        cell, y0 = 3 * self.s, panel.y
+        for h in range(self.heads):  # the raw 7x7 map of each head, same fixed scale
+            x0 = panel.pad + h * (7 * cell + 3 * panel.pad)
+            rgb = HEAD_COLOURS[h] * np.clip(step.attention[h], 0, 1)[..., None]  # (7, 7, 3)
+            inset = Image.fromarray(rgb.astype(np.uint8)).resize((7 * cell, 7 * cell), Image.NEAREST)
+            panel.img.paste(inset, (x0, y0 + panel.line))
+            panel.draw.rectangle((x0 - 1, y0 + panel.line - 1, x0 + 7 * cell, y0 + panel.line + 7 * cell), outline=DIM)
+            panel.draw.text((x0, y0), f"head {h}", font=panel.font, fill=tuple(int(v) for v in HEAD_COLOURS[h]))
+            entropy = float(attention_entropy(step.acts["attn_logits"][:, h : h + 1].float())[0, 0])
+            panel.draw.text((x0, y0 + panel.line + 7 * cell + 2), f"H = {entropy:.2f}", font=panel.small, fill=DIM)
+        panel.y = y0 + 2 * panel.line + 7 * cell + 4
+        panel.colour_bar(
+            [(f"head {h}", [HEAD_COLOURS[h] * t for t in np.linspace(0, 1, 32)]) for h in range(self.heads)], "0", "1"
+        )
+        panel.lines(
+            ["brightness: the share of a head's", "attention on the regions that", "contain a pixel (1 = all of it)"]
+            + ["H: entropy of a head's map in nats", "(uniform map: ln 49 = 3.89)"]
         )
 
 
 class SaliencyOverlay:
-    """saliency.saliency_map of each observation, max over the 4 frames, normalised per frame."""
+    """saliency.saliency_map of each observation, max over the 4 frames, scaled by its 99th percentile."""
 
-    def __init__(self, agent: Agent, args: Args):
-        from saliency import saliency_map  # imported here: only this overlay needs it
+    def __init__(self, agent, args: Args, action_names: list):
+        self.agent, self.args, self.names = agent, args, action_names
+        self.generator = torch.Generator(device=agent.conv1.weight.device).manual_seed(args.seed)
 
-        self.map = lambda obs, action: saliency_map(
-            agent, obs, method=args.method, target=args.target, action=action, samples=args.samples
-        )
-        what = {"action": "the taken action", "value": "the value V(s)", "attention": "the attention peaks"}[
-            args.target
-        ]
-        self.legend = [f"{args.method} saliency", f"of {what},", "max over the 4 frames,", "1 = this frame's 99th pct"]
-        self.device = next(agent.parameters()).device
-        self.lut = matplotlib.colormaps["inferno"](np.linspace(0, 1, 256))[:, :3].astype(np.float32) * 255
-        self.rows, self.cols = source_index(FRAME_H, 84), source_index(FRAME_W, 84)  # game pixel -> input pixel
+    def draw(self, step) -> np.ndarray:
+        a = self.args
+        kw = dict(action=step.action, samples=a.samples, generator=self.generator)
+        m = collapse_frames(saliency_map(self.agent, step.obs[None], a.method, a.target, **kw)[0]).cpu().numpy()
+        m = on_frame(np.clip(m / max(float(np.percentile(m, 99)), 1e-30), 0, 1))  # (210, 160)
+        return upscale(tint(step.frame, INFERNO[(m * 255).astype(np.uint8)], 0.85 * np.sqrt(m)), a.scale)
 
-    def start_episode(self, record: dict) -> None:
-        pass
-
-    def draw(self, frame: np.ndarray, obs: np.ndarray, t: int, record: dict) -> list:
-        obs_t = torch.as_tensor(obs[None], device=self.device)
-        action = int(record["action"][t])
-        m = self.map(obs_t, action)[0].amax(0).float().cpu().numpy()  # (4, 84, 84) -> (84, 84)
-        m = np.clip(m / max(float(np.percentile(m, 99)), 1e-12), 0, 1)
-        blend(frame, self.lut[(m * 255).astype(np.uint8)], 0.8 * m, self.rows, self.cols)
-        return [(None, line) for line in self.legend]
+    def legend(self, panel, step) -> None:
+        what = {"action": f"the logit of {self.names[step.action]}", "value": "the value V(s)"}
+        panel.lines([f"{self.args.method} saliency of", what.get(self.args.target, "the attention peaks")])
+        panel.colour_bar([("", INFERNO[::8])], "0", "99th pct")
+        panel.lines(["how much each pixel changes it,", "max over the 4 stacked frames,", "scaled per frame"])
 
 
 class TreeOverlay:
-    """relevance_tree.build_tree of each observation: receptive-field squares coloured by depth."""
+    """relevance_tree.build_tree of each observation: squares over the receptive fields, bolder = more relevance."""
 
-    def __init__(self, agent: Agent):
-        from relevance_tree import LAYERS, build_tree, iter_nodes  # imported here: only this overlay needs it
+    def __init__(self, agent, s: int):
+        self.agent, self.s = agent, s
 
-        self.agent, self.build, self.iter, self.layers = agent, build_tree, iter_nodes, LAYERS
-        self.colours = colours_from("plasma", len(LAYERS), 0.95, 0.3)  # depth 0 (attention) brightest
+    def draw(self, step) -> np.ndarray:
+        tree = build_tree(self.agent, step.obs, acts=step.acts)
+        strength, s = node_strength(tree), self.s
+        layer = Image.new("RGBA", (FRAME_W * s, FRAME_H * s))
+        draw = ImageDraw.Draw(layer)
+        for node, _ in sorted(iter_nodes(tree), key=lambda nd: -nd[1]):  # deepest first, roots on top
+            rgb, strong = ImageColor.getrgb(LAYER_COLOURS[node["layer"]]), strength[id(node)]
+            y0, x0, y1, x1 = (v * s for v in node["box210"])
+            if node["layer"] == "input":  # a pixel: an opaque dot, bigger with more relevance
+                cy, cx, r = (y0 + y1) // 2, (x0 + x1) // 2, s + round(strong * s)
+                draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=rgb + (255,), outline=(0, 0, 0, 255))
+            else:
+                d = {"attn_hidden": s, "conv3": 2 * s}.get(node["layer"], 0)  # these share the attention's square
+                rgba = rgb + (int(90 + 165 * strong),)
+                draw.rectangle((x0 + d, y0 + d, x1 - 1 - d, y1 - 1 - d), outline=rgba, width=1 + round(strong * s))
+        view = np.asarray(Image.alpha_composite(Image.fromarray(upscale(step.frame, s)).convert("RGBA"), layer))
+        view = np.ascontiguousarray(view[..., :3])
+        roots = {}  # one label per square: heads often peak at the same unit
+        for root in tree:
+            roots.setdefault(tuple(root["box210"][:2]), []).append(f"h{root['channel']} {root['relevance']:.2f}")
+        for (y0, x0), texts in roots.items():
+            label(view, ", ".join(texts), (x0 * s + s, y0 * s + 6 * s), TEXT_RGB, s + 1)
+        return view
 
-    def start_episode(self, record: dict) -> None:
-        pass
-
-    def draw(self, frame: np.ndarray, obs: np.ndarray, t: int, record: dict) -> list:
-        nodes = sorted(self.iter(self.build(self.agent, obs)), key=lambda nd: -nd[1])  # deepest first
-        for node, depth in nodes:
-            y0, x0, y1, x1 = node["box210"]
-            c = self.colours[min(depth, len(self.colours) - 1)]
-            frame[y0, x0:x1] = frame[y1 - 1, x0:x1] = frame[y0:y1, x0] = frame[y0:y1, x1 - 1] = c
-        return [(None, "relevance tree, by depth:")] + [
-            (tuple(int(v) for v in c), name) for c, name in zip(self.colours, self.layers)
-        ]
+    def legend(self, panel, step) -> None:
+        panel.lines(["relevance tree: why the agent", "looks where it looks"])
+        for name, colour in LAYER_COLOURS.items():
+            panel.draw.rectangle(
+                (panel.pad, panel.y + 3, panel.pad + panel.line // 2, panel.y + panel.line - 4), fill=colour
+            )
+            panel.draw.text((panel.pad + panel.line, panel.y), name, font=panel.small, fill=TEXT)
+            panel.y += panel.line
+        panel.lines(["bolder = more relevance", "label: head, attention weight"])
 
 
 class NoOverlay:
-    def start_episode(self, record: dict) -> None:
+    def __init__(self, s: int):
+        self.s = s
+
+    def draw(self, step) -> np.ndarray:
+        return upscale(step.frame, self.s)
+
+    def legend(self, panel, step) -> None:
         pass
 
-    def draw(self, frame, obs, t, record) -> list:
-        return []
+
+class Panel:
+    """One agent's side panel (PIL): who it is, the step, score and value, the policy as bars, the legend."""
+
+    def __init__(self, width: int, height: int, s: int, title: str, action_names: list):
+        self.font, self.small = ImageFont.truetype(FONT, 5 * s + 1), ImageFont.truetype(FONT, 4 * s + 1)
+        self.line, self.pad = int(1.3 * self.font.size), 3 * s
+        self.size, self.title, self.names = (width, height), title, action_names
+
+    def lines(self, texts: list, colour=DIM) -> None:
+        for text in texts:
+            self.draw.text((self.pad, self.y), text, font=self.small, fill=colour)
+            self.y += int(1.2 * self.small.size)
+        self.y += self.pad
+
+    def colour_bar(self, rows: list, low: str, high: str) -> None:
+        """Horizontal colour bars, one per (name, colours from low to high) row, with `low` and `high` at the ends."""
+        x0 = self.pad + max(self.draw.textlength(name, font=self.small) for name, _ in rows) + self.pad
+        x1 = self.size[0] - 2 * self.pad - self.draw.textlength(high, font=self.small) / 2
+        for name, ramp in rows:
+            self.draw.text((self.pad, self.y), name, font=self.small, fill=TEXT)
+            for i, c in enumerate(ramp):
+                xa, xb = x0 + (x1 - x0) * i / len(ramp), x0 + (x1 - x0) * (i + 1) / len(ramp)
+                self.draw.rectangle((xa, self.y + 2, xb, self.y + self.small.size), fill=tuple(int(v) for v in c))
+            self.y += self.line
+        self.draw.text((x0, self.y - 4), low, font=self.small, fill=TEXT, anchor="mt")  # ticks under the bars
+        self.draw.text((x1, self.y - 4), high, font=self.small, fill=TEXT, anchor="mt")
+        self.y += self.line + self.pad
+
+    def render(self, step, game: str, overlay) -> np.ndarray:
+        self.img = Image.new("RGB", self.size, BACKGROUND)
+        self.draw, self.y = ImageDraw.Draw(self.img), self.pad
+        for text, colour in ((self.title, TEXT), (game, DIM)):
+            self.draw.text((self.pad, self.y), text, font=self.font, fill=colour)
+            self.y += self.line
+        self.draw.text((self.pad, self.y), f"step {step.t}   score {step.score:g}", font=self.font, fill=TEXT)
+        self.draw.text((self.pad, self.y + self.line), f"value V(s) {step.value:+.3f}", font=self.font, fill=TEXT)
+        self.y += 2 * self.line + self.pad
+        self.draw.text((self.pad, self.y), "action probabilities", font=self.small, fill=DIM)
+        self.y += self.line
+        x0 = self.pad + max(self.draw.textlength(n, font=self.small) for n in self.names) + self.pad
+        x1, row = self.size[0] - 3 * self.line, min(self.line, (self.size[1] // 2 - self.y) // len(self.names))
+        for i, (name, p) in enumerate(zip(self.names, step.probs)):
+            taken = i == step.action
+            y = self.y + i * row
+            self.draw.text((self.pad, y), name, font=self.small, fill=TAKEN if taken else TEXT)
+            self.draw.rectangle((x0, y + row // 5, x1, y + row * 4 // 5), fill=TRACK)
+            self.draw.rectangle(
+                (x0, y + row // 5, x0 + (x1 - x0) * float(p), y + row * 4 // 5), fill=TAKEN if taken else BAR
+            )
+            self.draw.text((x1 + self.pad, y), f"{p:.2f}", font=self.small, fill=DIM)
+        self.y += len(self.names) * row + self.pad
+        self.lines(["orange: the action taken" + (" (FIRE after a lost life)" if step.forced else "")])
+        overlay.legend(self, step)
+        return np.asarray(self.img)
 
 
-# ----------------------------------------------------------------------------- playing and filming
-
-
-class ReplayError(Exception):
-    """The second pass did not see the observations of the first."""
-
-
-def checksum(obs: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(obs).tobytes())
-
-
-@torch.no_grad()
-def play_episode(agent: Agent, env, seed: int, greedy: bool, max_steps: int, device, progress) -> dict:
-    """Pass 1: the agent plays one game; per step the small things the video needs (no frames)."""
-    obs, _ = env.reset(seed=seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    rec = {k: [] for k in ("action", "probs", "value", "attention", "reward", "checksum")}
-    done = False
-    while not done and len(rec["action"]) < max_steps:
-        logits, value, attention = agent(torch.as_tensor(obs[None], device=device))
-        probs = logits.softmax(-1)[0]  # (A,)
-        action = int(probs.argmax() if greedy else torch.multinomial(probs, 1, generator=generator)[0])
-        rec["checksum"].append(checksum(obs))
-        obs, reward, terminated, truncated, _ = env.step(action)
-        done = terminated or truncated
-        for k, v in (("action", action), ("probs", probs), ("value", value[0, 0]), ("reward", reward)):
-            rec[k].append(v.cpu().numpy() if torch.is_tensor(v) else v)
-        rec["attention"].append(attention[0].cpu().numpy())  # (H, 7, 7)
-        if len(rec["action"]) % 250 == 0:
-            progress(f"playing: step {len(rec['action'])}, score {sum(rec['reward']):g}")
-    return {k: np.array(v) for k, v in rec.items()}
-
-
-def film_episode(env, seed: int, rec: dict, overlay, panel: Panel, canvas: np.ndarray, s: int, writer, label, progress):
-    """Pass 2: replay the recorded actions from the same seed; draw and write one frame per step."""
-    obs, _ = env.reset(seed=seed)
-    overlay.start_episode(rec)
-    view = canvas[: FRAME_H * s, : FRAME_W * s]  # the game's part of the canvas; the panel is on its right
-    score, steps, start = 0.0, len(rec["action"]), time.time()
-    for t in range(steps):
-        if checksum(obs) != rec["checksum"][t]:
-            raise ReplayError(f"the game did not replay identically at step {t}; the video would not match.")
-        frame = env.render().copy()  # (210, 160, 3): overlays are drawn at the game's resolution
-        legend = overlay.draw(frame, obs, t, rec)
-        view[:] = cv2.resize(frame, (FRAME_W * s, FRAME_H * s), interpolation=cv2.INTER_NEAREST)  # pixel copies
-        lines = [label, f"step  {t:6d}", f"score {score:6g}", f"value {float(rec['value'][t]):+7.3f}"]
-        canvas[:, FRAME_W * s :] = panel.draw(lines, rec["probs"][t], int(rec["action"][t]), legend)
-        writer.append_data(canvas)
-        obs, reward, _, _, _ = env.step(int(rec["action"][t]))
-        score += reward
-        if (t + 1) % 100 == 0 or t + 1 == steps:
-            progress(f"filming: {t + 1}/{steps} frames ({(t + 1) / (time.time() - start):.0f} frames/s)")
-    return score
-
-
-# ----------------------------------------------------------------------------- command line
+# ----------------------------------------------------------------------------- the command line
 
 
 def check_args(args: Args) -> None:
     """Reject bad numbers with one sentence (ValueError) before anything is loaded or written."""
-    if not 1 <= args.scale <= 8:
-        raise ValueError(f"--scale must be between 1 and 8, got {args.scale}.")
+    if not 2 <= args.scale <= 8:
+        raise ValueError(f"--scale must be between 2 and 8, got {args.scale}.")
     for name in ("fps", "episodes", "samples"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name} must be positive, got {getattr(args, name)}.")
     if args.max_steps is not None and args.max_steps <= 0:
         raise ValueError(f"--max-steps must be positive, got {args.max_steps}.")
-    if args.out is not None and not args.out.lower().endswith(".mp4"):
-        raise ValueError(f"--out must name an .mp4 file, got '{args.out}'.")
+    if not args.checkpoint:
+        raise ValueError("give at least one --checkpoint.")
+    if args.json and os.path.exists(args.json) and not args.force:
+        raise ValueError(f"'{args.json}' already exists; pass --force to replace it or choose another --json.")
 
 
-def output_path(args: Args) -> str:
-    """The MP4 to write; ValueError if it exists (without --force) or its folder is not writable."""
-    out = args.out or os.path.join(
-        os.path.dirname(os.path.abspath(args.checkpoint)), f"{args.overlay}_seed{args.seed}.mp4"
+def make_overlay(args: Args, agent, meta: dict):
+    """The overlay to draw for one agent; ValueError (one sentence) when it cannot be drawn for it."""
+    overlay = args.overlay or ("attention" if agent.attn_heads else "saliency")
+    needs_attention = overlay in ("attention", "tree") or (overlay == "saliency" and args.target == "attention")
+    if needs_attention and agent.attn_heads == 0:
+        raise ValueError(
+            f"'{meta['path']}' holds an agent without attention (--attn-heads 0), so it has no {overlay} "
+            f"{'target' if overlay == 'saliency' else 'overlay'}; use --overlay saliency --target action, or --overlay none."
+        )
+    if overlay == "attention":
+        return AttentionOverlay(agent.attn_heads, args.scale)
+    if overlay == "saliency":
+        return SaliencyOverlay(agent, args, meta["action_names"])
+    return TreeOverlay(agent, args.scale) if overlay == "tree" else NoOverlay(args.scale)
+
+
+def agent_title(meta: dict) -> str:
+    steps = f"{meta.get('global_step', 0) / 1e6:.2f}M steps"
+    return f"attn-coef {meta['args']['attn_coef']:g}, {steps}" if meta["attn_heads"] else f"no attention, {steps}"
+
+
+def in_step(plays: list):
+    """Advance several games together: yield each game's Step per agent step (None once that game is over)."""
+    steps = [True] * len(plays)
+    while True:
+        steps = [next(p, None) if st is not None else None for p, st in zip(plays, steps)]
+        if all(st is None for st in steps):
+            return
+        yield steps
+
+
+def game_record(seed: int, last, entropies: list) -> dict:
+    """One finished game: its seed, score, length and mean attention entropy per head."""
+    return dict(seed=seed, score=last.score, steps=last.t + 1, attention_entropy=np.mean(entropies, 0).tolist())
+
+
+def summary(meta: dict, games: list) -> dict:
+    """The evaluation of one agent: every game, the mean and sd of the scores, the mean entropy per head."""
+    scores = np.array([g["score"] for g in games])
+    return dict(
+        checkpoint=meta["path"],
+        env_id=meta["env_id"],
+        attn_coef=meta["args"].get("attn_coef") if meta["attn_heads"] else None,
+        global_step=meta.get("global_step"),
+        games=games,
+        score_mean=float(scores.mean()) if len(games) else None,
+        score_sd=float(scores.std(ddof=1)) if len(games) > 1 else 0.0,
+        attention_entropy_mean=np.mean([g["attention_entropy"] for g in games], 0).tolist()
+        if meta["attn_heads"]
+        else None,
     )
-    if os.path.exists(out) and not args.force:
-        raise ValueError(f"'{out}' already exists; pass --force to overwrite it or choose another --out.")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise ValueError(f"cannot write '{out}': the folder '{folder}' does not exist.")
-    if not os.access(folder, os.W_OK) or (os.path.exists(out) and not os.access(out, os.W_OK)):
-        raise ValueError(f"cannot write '{out}': permission denied.")
-    return out
 
 
-def make_overlay(args: Args, agent: Agent):
-    if args.overlay == "attention":
-        if agent.attn_heads == 0:
-            raise ValueError(
-                "this agent has no attention module (trained with --attn-heads 0); use --overlay saliency, tree or none."
-            )
-        return AttentionOverlay(agent.attn_heads)
-    if args.overlay == "saliency":
-        if args.target == "attention" and agent.attn_heads == 0:
-            raise ValueError(
-                "this agent has no attention module (trained with --attn-heads 0); use --target action or value."
-            )
-        return SaliencyOverlay(agent, args)
-    if args.overlay == "tree":
-        if agent.attn_heads == 0:
-            raise ValueError(
-                "this agent has no attention module (trained with --attn-heads 0), so it has no relevance tree."
-            )
-        return TreeOverlay(agent)
-    return NoOverlay()
-
-
-def progress_printer():
-    """Progress on stderr: one line rewritten in place on a terminal, plain lines otherwise."""
-    tty = sys.stderr.isatty()
-    return lambda msg: print(
-        ("\r" + msg.ljust(60)) if tty else msg, end="" if tty else "\n", file=sys.stderr, flush=True
-    )
-
-
-def main(args: Args) -> tuple:
-    """Render the video; returns (path, [(score, steps) of each game], (height, width) of the frames)."""
+def main(argv=None) -> dict:
+    """Play, film and evaluate; returns the evaluation with the video's path, frame count and size."""
+    args = tyro.cli(Args, args=argv)
     check_args(args)
-    torch.set_num_threads(1)  # batch-1 forward passes: threads cost more than they give, and ffmpeg needs a core
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    agent, meta = load_checkpoint(args.checkpoint, device)
-    out = output_path(args)
-    overlay = make_overlay(args, agent)
-    env = make_env(meta["env_id"])
-    s = args.scale
-    panel_w = Panel.width_for(s, meta["action_names"])
-    canvas = np.zeros((FRAME_H * s + (-FRAME_H * s) % 16, FRAME_W * s + panel_w, 3), np.uint8)  # dims % 16 == 0
-    panel = Panel(canvas.shape[0], panel_w, s, meta["action_names"])
-    max_steps = args.max_steps or sys.maxsize
-    progress = progress_printer()
+    device = pick_device(args.cuda)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # batch-1 forward passes: threads cost more than they give, and ffmpeg needs a core
+    loaded = [load_checkpoint(c, device) for c in args.checkpoint]
+    metas = [meta for _, meta in loaded]
+    if len({m["env_id"] for m in metas}) > 1:
+        raise ValueError(
+            f"the checkpoints play different games ({', '.join(m['env_id'] for m in metas)}); give one game."
+        )
+    overlays = [make_overlay(args, agent, meta) for agent, meta in loaded]
+    s, n = args.scale, len(loaded)
+    panel_w = 100 * s + (-260 * s) % 16  # each agent's block is a multiple of 16 px wide, as H.264 wants
+    block_w, height = FRAME_W * s + panel_w, FRAME_H * s + (-FRAME_H * s) % 16
+    panels = [Panel(panel_w, height, s, agent_title(m), m["action_names"]) for m in metas]
+    canvas = np.zeros((height, n * block_w, 3), np.uint8)
+    games, frames, path, progress = [[] for _ in loaded], 0, None, Progress()
+    stop = StopRequest("finishing the video with the frames filmed so far")
+    with output_folder(args.out, metas[0]["run_name"], "video", args.force) if args.video else nullcontext() as out:
+        if out:  # H.264 into a temporary file, renamed at the end
+            name = (args.overlay or "attention") + (
+                f"-{args.method}-{args.target}" if args.overlay == "saliency" else ""
+            )
+            path = os.path.join(out, f"{'side_by_side_' if n > 1 else ''}{name}_seed{args.seed}.mp4")
+            writer = imageio.get_writer(path + ".partial.mp4", fps=args.fps, codec="libx264", macro_block_size=16,
+                                        ffmpeg_log_level="error", ffmpeg_params=["-preset", "veryfast"])  # fmt: skip
+        try:
+            for e in range(args.episodes):
+                seed, ended = args.seed + e, [False] * n
+                last, entropies = [None] * n, [[] for _ in loaded]
+                for steps in in_step(
+                    [play(agent, metas[0]["env_id"], seed, args.greedy, args.max_steps) for agent, _ in loaded]
+                ):
+                    for i, st in enumerate(steps):
+                        block = canvas[:, i * block_w : (i + 1) * block_w]
+                        if st is None and not ended[i]:  # this game just ended: count it, dim its last frame
+                            ended[i] = True
+                            games[i].append(game_record(seed, last[i], entropies[i]))
+                            if out:
+                                block[:] = block // 3
+                                label(
+                                    canvas,
+                                    f"game over: {last[i].score:g}",
+                                    (i * block_w + 4 * s, 100 * s),
+                                    TEXT_RGB,
+                                    2 * s,
+                                )
+                        elif st is not None:
+                            last[i] = st
+                            entropies[i].append(attention_entropy(st.acts["attn_logits"].float())[0].cpu().numpy())
+                            if out:
+                                block[: FRAME_H * s, : FRAME_W * s] = overlays[i].draw(st)
+                                block[:, FRAME_W * s :] = panels[i].render(
+                                    st, f"game {e + 1}/{args.episodes}, seed {seed}", overlays[i]
+                                )
+                    if out:
+                        writer.append_data(canvas)
+                        frames += 1
+                    scores = ", ".join(f"{st.score:g}" for st in steps if st is not None)
+                    progress(f"game {e + 1}/{args.episodes}: step {max(st.t for st in steps if st)}, score {scores}")
+                    if stop.requested:
+                        break
+                if stop.requested:
+                    break
+                for i in range(n):
+                    if not ended[i]:
+                        games[i].append(game_record(seed, last[i], entropies[i]))
+        finally:
+            stop.restore()
+            if out:
+                writer.close()
+                if frames:
+                    os.replace(path + ".partial.mp4", path)
+                else:
+                    os.remove(path + ".partial.mp4")
+    progress("played.", done=True)
+    result = [summary(meta, g) for meta, g in zip(metas, games)]
+    report(args, metas, result)
+    if path and frames:
+        print(f"wrote {path} ({frames} frames, {canvas.shape[1]}x{canvas.shape[0]}, {args.fps} fps)")
+    if stop.requested:
+        print("stopped by Ctrl-C: the video holds the frames filmed so far; only finished games are counted.")
+        raise KeyboardInterrupt
+    return dict(agents=result, path=path if frames else None, size=canvas.shape[:2], frames=frames)
 
-    tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(out)}.partial.mp4")
-    writer = imageio.get_writer(  # H.264; "veryfast" encodes ~3x faster than the default for the same file size here
-        tmp,
-        fps=args.fps,
-        codec="libx264",
-        macro_block_size=16,
-        ffmpeg_log_level="error",
-        ffmpeg_params=["-preset", "veryfast"],
-    )
-    games = []
-    try:  # into a temporary file, renamed at the end: a stopped or failed run leaves no half video behind
-        for e in range(args.episodes):
-            seed = args.seed + e
-            rec = play_episode(agent, env, seed, args.greedy, max_steps, device, progress)
-            label = f"game {e + 1}/{args.episodes}, seed {seed}"
-            score = film_episode(env, seed, rec, overlay, panel, canvas, s, writer, label, progress)
-            games.append((score, len(rec["action"])))
-            progress(f"game {e + 1}: score {score:g} in {len(rec['action'])} steps")
-            if sys.stderr.isatty():
-                print(file=sys.stderr)
-    finally:
-        writer.close()
-        env.close()
-        if len(games) < args.episodes:
-            os.remove(tmp)
-    os.replace(tmp, out)
-    return out, games, canvas.shape[:2]
+
+def report(args: Args, metas: list, result: list) -> None:
+    """Print every game's score and each agent's mean +- sd and entropy per head; write --json."""
+    for r, meta in zip(result, metas):
+        print(f"{agent_title(meta)} ({r['checkpoint']}):")
+        for g in r["games"]:
+            print(f"  game seed {g['seed']}: score {g['score']:g} in {g['steps']} steps")
+        if r["games"]:
+            entropy = ", ".join(f"{h:.2f}" for h in r["attention_entropy_mean"] or []) or "n/a (no attention)"
+            print(f"  mean score {r['score_mean']:.2f} +- {r['score_sd']:.2f} (sd) over {len(r['games'])} games "
+                  f"({'greedy' if args.greedy else 'sampled'} actions); attention entropy per head: {entropy} nats")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(greedy=args.greedy, seed=args.seed, episodes=args.episodes, agents=result), f, indent=1)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
-    try:
-        path, games, (height, width) = main(args)
-    except (ValueError, CheckpointError, ReplayError, OSError) as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit(130)
-    for i, (score, steps) in enumerate(games):
-        print(f"game {i + 1} (seed {args.seed + i}): score {score:g} in {steps} steps")
-    print(f"wrote {path} ({sum(n for _, n in games)} frames, {width}x{height}, {args.fps} fps)")
+    exit_on_bad_input(main)

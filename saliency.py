@@ -1,88 +1,83 @@
-"""Saliency maps of a trained Atari agent: which input pixels drive its attention, action or value.
+"""Saliency maps of a trained Atari agent: which input pixels its attention, action or value depend on.
 
-Four methods, each answering "which pixels matter?" for a scalar *target* of the network:
+`saliency_maps(agent, obs, methods, target)` maps (B, 4, 84, 84) observations to one (B, 4, 84, 84)
+map per method:
 
-- gradient (Simonyan et al. 2013, "Deep Inside Convolutional Networks"): d target / d input.
-- smoothgrad (Smilkov et al. 2017, "SmoothGrad"): the mean of the gradient over `samples` noisy
-  copies x + N(0, sigma^2) of the input, sigma = `noise` x the input range (here [0, 1]).
-- vargrad (Adebayo et al. 2018, "Sanity Checks for Saliency Maps"): the variance of those gradients.
-- perturbation (Greydanus et al. 2018, "Visualizing and Understanding Atari Agents"): blur the frames
-  around (i, j) with a Gaussian mask M (sigma^2 = 25), I' = I (1 - M) + blur(I) M (blur sigma 3),
-  and score S(i, j) = 1/2 ||f(I) - f(I')||^2, on a grid every `stride` pixels, upsampled bilinearly.
+- attention: the agent's own attention painted onto the input: each 7x7 unit adds its weight to
+  its 36x36 receptive field (transposed convolution, all-ones kernel, stride 8), so a pixel gets
+  the attention mass of the units that see it, in [0, 1] per head (heads summed unless `head`).
+- gradient (Simonyan et al. 2013): |d target / d input|.
+- smoothgrad (Smilkov et al. 2017): |mean gradient| over `samples` copies x + N(0, (noise x range)^2).
+- vargrad (Adebayo et al. 2018): the variance of those same gradients (one pass gives both).
+- perturbation (Greydanus et al. 2018): 1/2 ||f(I) - f(I')||^2 with I' the frames blurred
+  (sigma 3) under a Gaussian mask (sigma^2 = 25) at each point of a grid every `stride` px.
 
-Targets (the network is `ppo_attention.Agent`):
+Targets: `action` (the chosen action's logit; perturbation: all logits), `value` (V(s)),
+`attention` (log-attention at each head's peak; perturbation: the attention maps).
 
-- action: the logit of one action (the agent's greedy action unless `action` is given).
-  Perturbation scores the whole logit vector instead, as Greydanus et al. do.
-- value: the critic's V(s).
-- attention: each softmax map sums to 1 whatever the input, so the gradient of its plain sum is
-  zero. The gradient methods differentiate log A_h[peak_h] = attn_logit_h[peak_h] - logsumexp(attn_logit_h),
-  the log-attention at the head's peak (found on the clean input): "what makes the agent look there
-  more, and elsewhere less". Unlike the seed's sum of logits it ignores the shift that softmax ignores.
-  Perturbation scores 1/2 ||A_h - A'_h||^2 over the whole map. One head (`head`), or all heads summed.
-
-What the maps show: `saliency_map` returns |gradient| and |mean gradient| (signed=True gives the
-signed values, which the .npz keeps). The sign says whether brightening a pixel raises the target;
-on Atari's bright-objects-on-dark frames it flips along every edge and is hard to read, while the
-question here is *where*. Absolute value rather than the seed's square keeps a linear scale (squaring
-leaves a few pixels visible). SmoothGrad averages the *signed* gradients first, so the noise cancels,
-then takes the absolute value. VarGrad is the variance of the signed gradients (not of their squares,
-the seed's bug), so it is >= 0 and in squared units. Perturbation scores are >= 0; the same mask
-blurs all 4 stacked frames, so its map is the same in the 4 channels.
-
-    python saliency.py --checkpoint runs/<run>/run.pt --steps 50 100 200 --target attention
+    python saliency.py --checkpoint runs/<run_name>/run.pt --steps 20 60 120 --target action
 """
 
 import functools
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import tyro
 
-from ppo_attention import Agent, CheckpointError, load_checkpoint, make_env, make_writable_folder
+from ppo_attention import Agent, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play_to
 
-METHODS = ("gradient", "smoothgrad", "vargrad", "perturbation")
-TARGETS = ("attention", "action", "value")
-TITLES = {"gradient": "Gradient", "smoothgrad": "SmoothGrad", "vargrad": "VarGrad", "perturbation": "Perturbation"}
-SHOWN = {"gradient": "|grad|", "smoothgrad": "|mean grad|", "vargrad": "var grad", "perturbation": "1/2 ||f - f'||^2"}
+METHODS = ("attention", "gradient", "smoothgrad", "vargrad", "perturbation")
+TARGETS = ("action", "value", "attention")
+Method = Literal["attention", "gradient", "smoothgrad", "vargrad", "perturbation"]
+FRAME_TITLES = ["game frame: max over the 4", "frame t-3", "frame t-2", "frame t-1", "frame t (newest)"]
+SHOWN = {  # what each map's numbers are, in words
+    "attention": "attention mass of the\nunits that see a pixel",
+    "gradient": "|gradient|",
+    "smoothgrad": "|mean gradient|\nover noisy copies",
+    "vargrad": "variance of the gradient\nover noisy copies",
+    "perturbation": "output change when\nblurred around a pixel",
+}
 
 
 @dataclass
 class Args:
+    """Play the checkpoint's game and write, for each chosen step, a figure of every saliency map."""
+
     checkpoint: str
-    """path of a `run.pt` written by ppo_attention.py"""
+    """a `run.pt` written by ppo_attention.py (or its run folder)"""
     steps: tuple[int, ...] = (20, 60, 120)
-    """steps of the played game to explain (step 0 is the first observation); one figure each"""
-    method: tuple[str, ...] = METHODS
-    """one or several of: gradient, smoothgrad, vargrad, perturbation (one figure row each)"""
-    target: str = "action"
-    """what to explain: attention (log-attention at each head's peak), action (a logit) or value"""
+    """agent steps of the game to explain (0 = the first observation); one figure each"""
+    method: tuple[Method, ...] = ()
+    """maps to draw, one figure row each (default: all five; attention only for agents that have it)"""
+    target: Literal["action", "value", "attention"] = "action"
+    """what the gradient and perturbation maps explain: the taken action's logit, V(s), or the attention peaks"""
     head: Optional[int] = None
-    """attention head for --target attention (default: all heads summed)"""
+    """one attention head for the attention map and target (default: all heads summed)"""
     action: Optional[int] = None
-    """action whose logit --target action explains (default: the action the agent takes at that step)"""
+    """the action whose logit --target action explains (default: the action the agent takes)"""
     samples: int = 50
-    """noisy copies per frame for SmoothGrad and VarGrad"""
+    """noisy copies per observation for SmoothGrad and VarGrad"""
     noise: float = 0.15
-    """standard deviation of the SmoothGrad/VarGrad noise, as a fraction of the input range [0, 1]"""
+    """standard deviation of that noise, as a fraction of the input range [0, 1]"""
     stride: int = 5
     """grid spacing in pixels of the perturbation method"""
     chunk: int = 128
     """noisy or perturbed copies per forward pass (bounds memory)"""
     seed: int = 1
-    """seed of the game, of the agent's action sampling and of the noise"""
+    """seed of the game, of the agent's sampled actions and of the noise"""
+    greedy: bool = False
+    """take the most probable action instead of sampling from the policy"""
     out: Optional[str] = None
-    """output folder (default: a new folder saliency_out/<run_name>/<date-time>/, never overwritten)"""
+    """output folder (default: a new runs/<run_name>/saliency__<unix time>/)"""
     force: bool = False
-    """write into an --out folder that already holds results (files of the same name are replaced)"""
-    cuda: bool = False
+    """write into an --out folder that already holds files"""
+    cuda: bool = True
     """compute on CUDA when it is available"""
 
 
@@ -102,10 +97,9 @@ def check_options(agent: Optional[Agent], method, target, head, action, samples,
         raise ValueError(f"--noise must be a finite number >= 0, got {noise}.")
     if agent is None:
         return
-    if target == "attention" and agent.attn_heads == 0:
-        raise ValueError(
-            "this agent has no attention module (trained with --attn-heads 0); use --target action or value."
-        )
+    if agent.attn_heads == 0 and "attention" in (method, target):
+        what = "attention map" if method == "attention" else "attention target; use --target action or value"
+        raise ValueError(f"this agent has no attention module (trained with --attn-heads 0), so it has no {what}.")
     if head is not None and not 0 <= head < max(agent.attn_heads, 1):
         raise ValueError(f"--head {head} is out of range; this agent has {agent.attn_heads} attention head(s).")
     actions = [] if action is None else torch.as_tensor(action).flatten().tolist()
@@ -113,8 +107,25 @@ def check_options(agent: Optional[Agent], method, target, head, action, samples,
         raise ValueError(f"--action {action} is out of range; this game has actions 0 to {agent.n_actions - 1}.")
 
 
+def paint_attention(attention: torch.Tensor) -> torch.Tensor:
+    """Each 7x7 unit paints its 36x36 receptive field with its weight: (B, H, 7, 7) -> (B, H, 84, 84).
+
+    A transposed convolution with an all-ones 36x36 kernel at stride 8 (rl-attention's overlay):
+    the value at a pixel is the attention mass of the units whose receptive field covers it.
+    """
+    B, H = attention.shape[:2]
+    size, stride = Agent.RECEPTIVE_FIELDS["attention"]
+    kernel = attention.new_ones(1, 1, size, size)
+    return F.conv_transpose2d(attention.reshape(B * H, 1, 7, 7), kernel, stride=stride).view(B, H, 84, 84)
+
+
+def collapse_frames(m: torch.Tensor) -> torch.Tensor:
+    """One map per observation from a map of its 4 stacked frames: the maximum over them. (..., 4, 84, 84) -> (..., 84, 84)."""
+    return m.amax(-3)
+
+
 def as_float_input(agent: Agent, obs) -> torch.Tensor:
-    """Observations (B, 4, 84, 84) as float input in [0, 1], on the agent's device and dtype (uint8 / 255)."""
+    """Observations (B, 4, 84, 84) as float input in [0, 1], on the agent's device (uint8 / 255)."""
     weight = next(agent.parameters())
     x = torch.as_tensor(obs, device=weight.device)
     if x.dim() != 4 or tuple(x.shape[1:]) != (4, 84, 84):
@@ -126,6 +137,7 @@ def gradient_target(acts: dict, target: str, heads: list, peak: torch.Tensor, ac
     """The scalar each gradient method differentiates, one per row: (N,).
 
     peak: (N, H) index in 0..48 of each head's peak on the clean input; action: (N,) action index.
+    A softmax map sums to 1 whatever the input, so `attention` uses log A_h[peak_h], not the plain sum.
     """
     if target == "value":
         return acts["value"][:, 0]
@@ -138,8 +150,9 @@ def gradient_target(acts: dict, target: str, heads: list, peak: torch.Tensor, ac
 def gradient_moments(agent, x, target, heads, peak, action, samples, noise, chunk, generator):
     """Mean and variance over `samples` noisy copies of each observation's input gradient.
 
-    The B * samples copies go through the network `chunk` at a time, in one batch each: the rows
-    do not interact, so one backward pass of the summed target gives every row's own gradient.
+    The B * samples copies go through the network `chunk` at a time: the rows do not interact, so
+    one backward pass of the summed target gives every row's own gradient. Copy k of observation
+    b gets the (b * samples + k)-th standard normal draw, whatever `chunk`.
     """
     B, n = x.shape[0], samples
     total = torch.zeros(x.shape, dtype=torch.float64, device=x.device)  # (B, 4, 84, 84)
@@ -220,15 +233,14 @@ def perturbation_saliency(agent, x, target, heads, stride, chunk) -> torch.Tenso
         perturbed = x[b] + masks[p] * change[b]  # (C, 4, 84, 84): same mask on the 4 stacked frames
         out = perturbation_outputs(agent.activations(perturbed), target, heads)
         scores[rows] = 0.5 * (out - clean[b]).pow(2).sum(1)
-    G = math.isqrt(P)
-    return upsample_grid(scores.view(B, G, G), stride)
+    return upsample_grid(scores.view(B, math.isqrt(P), math.isqrt(P)), stride)
 
 
-def saliency_map(
+def saliency_maps(
     agent: Agent,
     obs,
-    method: str = "smoothgrad",
-    target: str = "attention",
+    methods=METHODS,
+    target: str = "action",
     head: Optional[int] = None,
     action=None,
     samples: int = 50,
@@ -237,210 +249,145 @@ def saliency_map(
     chunk: int = 128,
     signed: bool = False,
     generator: Optional[torch.Generator] = None,
-) -> torch.Tensor:
-    """Saliency of `target` for a batch of observations, shaped like them: (B, 4, 84, 84) float32.
+) -> dict:
+    """{method: saliency map (B, 4, 84, 84) float32} for a batch of observations, on the agent's device.
 
     obs: (B, 4, 84, 84) uint8 frames, or float input already in [0, 1] (tensor or array).
-    method: gradient | smoothgrad | vargrad | perturbation; target: attention | action | value.
-    head: one attention head (default: all heads summed). action: int or (B,) actions whose logit
-    the gradient methods explain (default: each observation's greedy action).
-    samples, noise: SmoothGrad/VarGrad noisy copies and their std as a fraction of [0, 1].
-    stride: perturbation grid spacing in px. chunk: copies per forward pass (bounds memory).
-    signed: return the signed gradient / mean gradient instead of its absolute value.
-    generator: torch.Generator for the noise (reproducible maps); the global RNG when None. Copy k of
-    observation b gets the (b * samples + k)-th (4, 84, 84) standard normal draw of it, whatever `chunk`.
-    Raises ValueError with one sentence for a bad setting. Returns the map detached, on the agent's device.
+    target: action | value | attention (see the module docstring). head: one attention head
+    (default: all heads summed). action: int or (B,) actions whose logit is explained (default:
+    each observation's greedy action). samples, noise: SmoothGrad/VarGrad copies and their std as a
+    fraction of [0, 1]; both come from the same copies. stride: perturbation grid in px. chunk:
+    copies per forward pass. signed: the signed gradient / mean gradient instead of its absolute
+    value. generator: torch.Generator for the noise (the global RNG when None).
+    Raises ValueError with one sentence for a bad setting.
     """
-    check_options(agent, method, target, head, action, samples, noise, stride, chunk)
+    for method in methods:
+        check_options(agent, method, target, head, action, samples, noise, stride, chunk)
     x = as_float_input(agent, obs)  # (B, 4, 84, 84) in [0, 1]
     heads = list(range(agent.attn_heads)) if head is None else [head]
-    if method == "perturbation":
-        return perturbation_saliency(agent, x, target, heads, stride, chunk)[:, None].expand_as(x).contiguous()
     with torch.inference_mode():
         clean = agent.activations(x)
+    maps = {}
+    if "attention" in methods:
+        painted = paint_attention(clean["attention"][:, heads]).sum(1, keepdim=True)  # (B, 1, 84, 84)
+        maps["attention"] = painted.expand_as(x).clone()
+    if "perturbation" in methods:
+        maps["perturbation"] = (
+            perturbation_saliency(agent, x, target, heads, stride, chunk)[:, None].expand_as(x).clone()
+        )
     peak = clean["attn_logits"].flatten(2).argmax(-1)  # (B, H) index of each head's peak, 0..48
     greedy = clean["logits"].argmax(-1)  # (B,)
     action = greedy if action is None else torch.as_tensor(action, device=x.device).long().expand_as(greedy)
-    n = 1 if method == "gradient" else samples
-    sigma = 0.0 if method == "gradient" else noise
-    mean, var = gradient_moments(agent, x, target, heads, peak, action, n, sigma, chunk, generator)
-    if method == "vargrad":
-        return var
-    return mean if signed else mean.abs()
+    if "gradient" in methods:
+        mean, _ = gradient_moments(agent, x, target, heads, peak, action, 1, 0.0, chunk, generator)
+        maps["gradient"] = mean if signed else mean.abs()
+    if "smoothgrad" in methods or "vargrad" in methods:  # one pass over the noisy copies for both
+        mean, var = gradient_moments(agent, x, target, heads, peak, action, samples, noise, chunk, generator)
+        maps["smoothgrad"], maps["vargrad"] = mean if signed else mean.abs(), var
+    return {m: maps[m] for m in methods}
+
+
+def saliency_map(agent: Agent, obs, method: str = "smoothgrad", target: str = "action", **kw) -> torch.Tensor:
+    """One method's map (B, 4, 84, 84); the keywords are those of `saliency_maps`."""
+    return saliency_maps(agent, obs, (method,), target, **kw)[method]
+
+
+def target_label(target: str, head: Optional[int], action_name: str) -> str:
+    """What a map explains, in words."""
+    if target == "action":
+        return f"the logit of {action_name}"
+    if target == "value":
+        return "the value V(s)"
+    return f"the log-attention at head {head}'s peak" if head is not None else "the log-attention at the heads' peaks"
 
 
 # ----------------------------------------------------------------------------- the command line
 
 
-def prepare_out_dir(args: Args, run_name: str) -> tuple:
-    """Create the output folder (or check an explicit one); returns (path, whether we created it)."""
-    out = args.out
-    if out is None:
-        base = os.path.join("saliency_out", run_name.replace("/", "-"), time.strftime("%Y%m%d-%H%M%S"))
-        out, k = base, 2
-        while os.path.exists(out):
-            out, k = f"{base}-{k}", k + 1
-    elif os.path.isdir(out) and not args.force:
-        old = [f for f in os.listdir(out) if f == "saliency.npz" or (f.startswith("step_") and f.endswith(".png"))]
-        if old:
-            raise ValueError(f"--out '{out}' already holds results ({old[0]}); pass --force to replace them.")
-    created = not os.path.isdir(out)
-    make_writable_folder(out)
-    return out, created
-
-
-def play(agent: Agent, env_id: str, steps: list, seed: int, device) -> tuple:
-    """Play one game with the agent (sampling its policy) up to the last of `steps`.
-
-    Returns (observations (T, 4, 84, 84) uint8, {step: colour frame (210, 160, 3)}, actions (T,)), T <= steps[-1] + 1.
-    """
-    env = make_env(env_id, seed=seed)
-    obs, _ = env.reset(seed=seed)
-    observations, frames, actions = [], {}, []
-    for t in range(steps[-1] + 1):
-        observations.append(obs)
-        if t in steps:
-            frames[t] = env.render()  # the last emulator frame: the newest of the stack, in colour
-        with torch.inference_mode():
-            logits = agent(torch.as_tensor(obs, device=device)[None])[0]
-        actions.append(int(torch.distributions.Categorical(logits=logits).sample()))
-        if t % 10 == 0 or t == steps[-1]:
-            print(f"\rplaying: step {t}/{steps[-1]}", end="", flush=True)
-        if t == steps[-1]:
-            break
-        obs, _, terminated, truncated, _ = env.step(actions[-1])
-        if terminated or truncated:
-            break
-    print(flush=True)
-    env.close()
-    return np.stack(observations), frames, np.array(actions)
-
-
-def normalise(m: np.ndarray) -> tuple:
-    """Map scaled to [0, 1] by its maximum, and that maximum."""
-    top = float(m.max())
-    return (m / top if top > 0 else np.zeros_like(m)), top
-
-
-def overlay(ax, image, heat, cmap):
-    """Heat map (values in [0, 1]) over an image, more opaque where it is hot."""
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-    ax.imshow(heat, cmap=cmap, vmin=0, vmax=1, alpha=np.clip(heat, 0, 1) ** 0.5 * 0.85)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def save_figure(path, maps: dict, obs, frame, step, action_name, target_label) -> None:
-    """One row per method: the map (summed over the 4 frames) on the colour frame, then on each stacked frame."""
+def save_figure(path: str, maps: dict, step, title: str, heads: int) -> None:
+    """One row per method: the map (max over the 4 frames) on the colour frame, then on each stacked frame."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cmap = "inferno"  # perceptually uniform
-    fig, axes = plt.subplots(len(maps), 5, figsize=(12, 2.6 * len(maps) + 0.5), squeeze=False, layout="constrained")
-    for row, (method, m) in enumerate(maps.items()):
-        shown = np.abs(m) if method in ("gradient", "smoothgrad") else m  # (4, 84, 84)
-        total = torch.as_tensor(shown.sum(0))[None, None]  # (1, 1, 84, 84) -> colour frame size (210, 160)
-        on_frame = F.interpolate(total, size=frame.shape[:2], mode="bilinear", align_corners=False)[0, 0].numpy()
-        overlay(axes[row, 0], frame, normalise(np.clip(on_frame, 0, None))[0], cmap)
-        axes[row, 0].set_title(f"{TITLES[method]}: 4 frames summed", fontsize=9)
-        heat, top = normalise(shown)  # one scale for the 4 frames: their relative weight shows
-        axes[row, 0].set_ylabel(f"{TITLES[method]}\n{SHOWN[method]}\nmax {top:.2e}", fontsize=9)
-        for k in range(4):
-            overlay(axes[row, k + 1], obs[k], heat[k], cmap)
-            axes[row, k + 1].set_title(
-                f"{TITLES[method]}: frame t{k - 3:+d}" if k < 3 else f"{TITLES[method]}: frame t", fontsize=9
-            )
-        bar = plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=cmap)
-        fig.colorbar(bar, ax=axes[row, :], fraction=0.02, pad=0.01, label="fraction of max")
-    fig.suptitle(f"step {step} | target: {target_label} | agent's action: {action_name}", fontsize=11)
+    fig, axes = plt.subplots(len(maps), 5, figsize=(13, 2.7 * len(maps) + 0.6), squeeze=False, layout="constrained")
+    for row, (method, m) in enumerate(maps.items()):  # m: (4, 84, 84), >= 0
+        if method == "attention":  # a fixed scale: the painted mass of the heads shown, at most 1 each
+            top, label = max(heads, 1), f"attention mass (0 to {max(heads, 1)}, fixed scale)"
+        else:  # one scale for the row, so the 4 frames' relative weight shows
+            top, label = max(float(m.max()), 1e-30), "fraction of the row's maximum"
+        on_frame = F.interpolate(collapse_frames(torch.as_tensor(m))[None, None], size=(210, 160), mode="nearest")
+        images = [(step.frame, on_frame[0, 0].numpy())] + [(step.obs[k], m[k]) for k in range(4)]
+        for col, (image, heat) in enumerate(images):
+            ax = axes[row, col]
+            heat = np.clip(heat / top, 0, 1)
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.imshow(heat, cmap="inferno", vmin=0, vmax=1, alpha=np.sqrt(heat) * 0.85)
+            ax.set(xticks=[], yticks=[])
+            ax.set_title(FRAME_TITLES[col], fontsize=9)
+        axes[row, 0].set_ylabel(f"{method}\n{SHOWN[method]}", fontsize=9)
+        norm = plt.Normalize(0, top if method == "attention" else 1)
+        fig.colorbar(plt.cm.ScalarMappable(norm, "inferno"), ax=axes[row, :], fraction=0.02, pad=0.01, label=label)
+    fig.suptitle(title)
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def main(args: Args) -> str:
-    """Play, compute every method's maps at each step, write the figures and the .npz; returns the folder."""
+def main(argv=None) -> str:
+    """Play, compute every method's maps at each chosen step, write the figures and the .npz; returns the folder."""
+    args = tyro.cli(Args, args=argv)
     steps = sorted(set(args.steps))
     if not steps or steps[0] < 0:
         raise ValueError(f"--steps must be one or more numbers >= 0, got {list(args.steps)}.")
-    methods = list(dict.fromkeys(args.method))
     options = (args.target, args.head, args.action, args.samples, args.noise, args.stride, args.chunk)
-    for method in methods:  # the settings are checked before anything is loaded or played
+    for method in args.method or METHODS:  # the settings are checked before anything is loaded or played
         check_options(None, method, *options)
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-    agent, meta = load_checkpoint(args.checkpoint, device)
+    agent, meta = load_checkpoint(args.checkpoint, pick_device(args.cuda))
+    methods = list(dict.fromkeys(args.method)) or [m for m in METHODS if agent.attn_heads or m != "attention"]
     for method in methods:
         check_options(agent, method, *options)
-    out, created = prepare_out_dir(args, meta.get("run_name", "run"))
-    torch.manual_seed(args.seed)
-    observations, frames, actions = play(agent, meta["env_id"], steps, args.seed, device)
-    if steps[-1] >= len(observations):
-        if created:
-            os.rmdir(out)
-        raise ValueError(
-            f"--steps {steps[-1]} is beyond the game, which ended after {len(observations)} steps (0 to {len(observations) - 1})."
-        )
-
     names = meta["action_names"]
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    maps = {m: np.zeros((len(steps), 4, 84, 84), np.float32) for m in methods}
-    explained = np.array([args.action if args.action is not None else actions[t] for t in steps])
-    for i, t in enumerate(steps):
-        for method in methods:
+    with output_folder(args.out, meta["run_name"], "saliency", args.force) as out:
+        kept, played = play_to(agent, meta["env_id"], steps, args.seed, args.greedy)
+        generator = torch.Generator(device=agent.conv1.weight.device).manual_seed(args.seed)
+        maps = {m: np.zeros((len(steps), 4, 84, 84), np.float32) for m in methods}
+        for i, t in enumerate(steps):
+            step, action = kept[t], args.action if args.action is not None else kept[t].action
             start = time.perf_counter()
-            m = saliency_map(agent, observations[t][None], method, args.target, args.head, explained[i], args.samples,
-                             args.noise, args.stride, args.chunk, signed=True, generator=generator)  # fmt: skip
-            maps[method][i] = m[0].cpu().numpy()
-            print(f"step {t}: {method:<12} {time.perf_counter() - start:6.2f} s", flush=True)
-        if args.target == "action":
-            label = f"logit of {names[explained[i]]}" + (
-                " (perturbation: all logits)" if "perturbation" in methods else ""
+            signed = saliency_maps(agent, step.obs[None], methods, args.target, args.head, action, args.samples,
+                                   args.noise, args.stride, args.chunk, signed=True, generator=generator)  # fmt: skip
+            for method, m in signed.items():
+                maps[method][i] = m[0].cpu().numpy()
+            title = (
+                f"{meta['env_id']}, step {t}: the agent takes {names[step.action]} | the maps explain "
+                f"{target_label(args.target, args.head, names[action])}"
             )
-        elif args.target == "attention":
-            label = (
-                f"log-attention at peak, head {args.head}"
-                if args.head is not None
-                else "log-attention at peaks, all heads"
-            )
-            label += " (perturbation: attention maps)" if "perturbation" in methods else ""
-        else:
-            label = "value V(s)"
-        path = os.path.join(out, f"step_{t:05d}.png")
-        save_figure(path, {m: maps[m][i] for m in methods}, observations[t], frames[t], t, names[actions[t]], label)
-        print(f"wrote {path}", flush=True)
-
-    np.savez_compressed(
-        os.path.join(out, "saliency.npz"),
-        **{f"maps_{m}": maps[m] for m in methods},
-        steps=np.array(steps),
-        observations=observations[steps],
-        frames=np.stack([frames[t] for t in steps]),
-        actions=actions[steps],
-        episode_actions=actions,
-        explained_actions=explained,
-        methods=np.array(methods),
-        target=np.array(args.target),
-        head=np.array(-1 if args.head is None else args.head),
-        action_names=np.array(names),
-        env_id=np.array(meta["env_id"]),
-        samples=np.array(args.samples),
-        noise=np.array(args.noise),
-        stride=np.array(args.stride),
-        seed=np.array(args.seed),
-    )
-    print(f"wrote {os.path.join(out, 'saliency.npz')}", flush=True)
+            path = os.path.join(out, f"step_{t:05d}.png")
+            save_figure(path, {m: np.abs(maps[m][i]) for m in methods}, step, title, agent.attn_heads)
+            print(f"step {t}: {len(methods)} maps in {time.perf_counter() - start:.2f} s -> {path}", flush=True)
+        np.savez_compressed(
+            os.path.join(out, "saliency.npz"),
+            **{f"maps_{m}": maps[m] for m in methods},
+            steps=np.array(steps),
+            observations=np.stack([kept[t].obs for t in steps]),
+            frames=np.stack([kept[t].frame for t in steps]),
+            actions=np.array([kept[t].action for t in steps]),
+            explained_actions=np.array([args.action if args.action is not None else kept[t].action for t in steps]),
+            methods=np.array(methods),
+            target=np.array(args.target),
+            head=np.array(-1 if args.head is None else args.head),
+            action_names=np.array(names),
+            env_id=np.array(meta["env_id"]),
+            episode_actions=np.array(played),
+            samples=np.array(args.samples),
+            noise=np.array(args.noise),
+            stride=np.array(args.stride),
+            seed=np.array(args.seed),
+        )
+        print(f"wrote {os.path.join(out, 'saliency.npz')}")
     return out
 
 
-def cli(argv: Optional[list] = None) -> None:
-    """The command line: bad input ends with one sentence on stderr and exit status 1."""
-    args = tyro.cli(Args, args=argv)
-    try:
-        main(args)
-    except (ValueError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
-
-
 if __name__ == "__main__":
-    cli()
+    exit_on_bad_input(main)

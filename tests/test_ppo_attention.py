@@ -14,12 +14,17 @@ from conftest import ROOT, tiny_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ppo_attention import (
+    FIRE,
     Agent,
+    Args,
     CheckpointError,
     attention_entropy,
     load_checkpoint,
     make_env,
+    play,
+    ppo_losses,
     read_checkpoint,
+    resolve_atari_id,
     train,
 )
 
@@ -93,25 +98,52 @@ def test_baseline_agent_has_no_attention_module():
 
 
 def test_single_env_matches_training_env_pixel_for_pixel():
-    """make_env (gymnasium wrappers) feeds the agent what AtariVectorEnv fed it in training."""
+    """make_env (gymnasium wrappers) feeds the agent what AtariVectorEnv fed it in training, through lost
+    lives: the vector env with the training loop's rule (FIRE on the step after a lost life) and make_env
+    (which presses FIRE itself and marks that step) agree frame for frame over a whole game."""
     from ale_py.vector_env import AtariVectorEnv
 
     venv = AtariVectorEnv(
-        "breakout", 1, autoreset_mode="SameStep", noop_max=0, use_fire_reset=True, reward_clipping=False
+        "breakout", 1, autoreset_mode="SameStep", noop_max=0, life_loss_info=True, reward_clipping=False
     )
-    vobs, _ = venv.reset(seed=3)
+    vobs, info = venv.reset(seed=3)
+    lives, fire_next = info["lives"].copy(), np.zeros(1, bool)
     env = make_env("BreakoutNoFrameskip-v4", noop_max=0)
     obs, _ = env.reset(seed=3)
-    rng = np.random.default_rng(0)
-    for _ in range(150):
+    rng, forced_steps = np.random.default_rng(0), 0
+    for _ in range(3000):
         assert np.array_equal(vobs[0], obs)
         a = int(rng.integers(4))
-        vobs, vr, *_ = venv.step(np.array([a]))
-        obs, r, terminated, truncated, _ = env.step(a)
-        assert vr[0] == r
+        vobs, vr, term, trunc, info = venv.step(np.array([FIRE if fire_next[0] else a]))
+        obs, r, terminated, truncated, env_info = env.step(a)
+        assert vr[0] == r and env_info["forced"] == fire_next[0]
+        forced_steps += env_info["forced"]
+        fire_next, lives = term & (info["lives"] < lives), info["lives"].copy()
         if terminated or truncated:
             break
+    assert terminated and forced_steps == 4  # a whole game: 5 lives, FIRE pressed after each of the first 4
     assert env.render().shape == (210, 160, 3)
+
+
+def test_after_a_lost_life_the_game_presses_fire():
+    """Breakout's ball waits for FIRE after a lost life: NOOPs alone change nothing, make_env's next step fires."""
+    env = make_env("BreakoutNoFrameskip-v4", seed=0, noop_max=0)
+    env.reset(seed=0)
+    lives = env.unwrapped.ale.lives()
+    while env.unwrapped.ale.lives() == lives:  # lose a life by standing still
+        obs, _, _, _, info = env.step(0)
+    obs, _, _, _, info = env.step(0)
+    assert info["forced"]  # the step after the lost life: FIRE, whatever the agent chose
+    after_fire = [env.step(0)[0][-1] for _ in range(5)]
+    assert not np.array_equal(after_fire[0], after_fire[-1])  # the ball moves
+
+    still = make_env("BreakoutNoFrameskip-v4", seed=0, noop_max=0).unwrapped  # the raw game (one frame a step)
+    still.reset(seed=0)
+    still.step(FIRE)
+    while still.ale.lives() == lives:
+        still.step(0)
+    frames = [still.step(0)[0] for _ in range(240)]  # 60 agent steps of NOOP after the lost life: nothing moves
+    assert all(np.array_equal(frames[0], f) for f in frames)
 
 
 @pytest.mark.parametrize("env_id, n_actions, sticky", [("PongNoFrameskip-v4", 6, 0.0), ("ALE/Breakout-v5", 4, 0.25)])
@@ -137,7 +169,7 @@ def test_tiny_run_writes_loadable_checkpoint_and_attention_logs(tiny_checkpoint)
     assert meta["action_names"] == ["NOOP", "FIRE", "RIGHT", "LEFT"]
     assert meta["global_step"] == 64 and meta["args"]["attn_coef"] == 5e-4
     ckpt = torch.load(tiny_checkpoint, weights_only=True)  # the contract: plain weights_only load
-    assert "optimizer" in ckpt and ckpt["format_version"] == 1
+    assert "optimizer" in ckpt and ckpt["format_version"] == 1 and ckpt["args"]["precision"] in ("fp32", "bf16")
     run_dir = os.path.dirname(tiny_checkpoint)
     entropy = scalars(run_dir, "losses/attention_entropy")
     assert [s for s, _ in entropy] == [64] and 0 < entropy[0][1] <= 2 * math.log(49) + 1e-4
@@ -146,9 +178,13 @@ def test_tiny_run_writes_loadable_checkpoint_and_attention_logs(tiny_checkpoint)
         assert scalars(run_dir, tag)
 
 
-def test_baseline_run_loads(tiny_baseline_checkpoint):
+def test_baseline_run_loads_and_logs_no_attention_entropy(tiny_baseline_checkpoint):
     agent, meta = load_checkpoint(tiny_baseline_checkpoint)
     assert meta["attn_heads"] == 0 and agent.attn_heads == 0
+    ea = EventAccumulator(os.path.dirname(tiny_baseline_checkpoint))
+    ea.Reload()
+    tags = ea.Tags()["scalars"]
+    assert "losses/value_loss" in tags and not [t for t in tags if "attention" in t]
 
 
 def test_same_seed_gives_same_losses(tmp_path):
@@ -193,7 +229,7 @@ def test_ctrl_c_saves_and_resume_reaches_total(tmp_path):
 
     resumed = run_script("--resume", str(ckpt_path))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {run_dir.name} at step {stopped_at:,}" in resumed.stdout
+    assert f"resuming {run_dir.name}" in resumed.stdout and f"continuing from step {stopped_at:,}" in resumed.stdout
     final = read_checkpoint(str(ckpt_path))
     assert final["global_step"] == total and final["iteration"] == 40
     steps = [s for s, _ in scalars(run_dir, "charts/learning_rate")]
@@ -217,12 +253,14 @@ def assert_clean_error(result, *words):
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--env-id", "BreakoutNoFrameskp-v4"], ["unknown environment", "BreakoutNoFrameskip-v4"]),
+        (["--env-id", "BreakoutNoFrameskp-v4"], ["not a known game id", "BreakoutNoFrameskip-v4"]),
+        (["--env-id", "breakout"], ["try BreakoutNoFrameskip-v4 or ALE/Breakout-v5"]),
+        (["--env-id", "Breakout-v4"], ["random frame skip", "BreakoutNoFrameskip-v4"]),
         (["--env-id", "CartPole-v1"], ["not an Atari game"]),
-        (["--total-timesteps", "0"], ["less than one batch"]),
-        (["--total-timesteps", "10"], ["less than one batch"]),
+        (["--total-timesteps", "0"], ["--total-timesteps must be positive"]),
+        (["--total-timesteps", "10"], ["less than one iteration"]),
         (["--attn-coef", "-0.1"], ["--attn-coef"]),
-        (["--num-minibatches", "3"], ["does not divide"]),
+        (["--num-minibatches", "100"], ["more than the 64 steps"]),
         (["--num-envs", "0"], ["--num-envs"]),
     ],
 )
@@ -275,3 +313,168 @@ def test_resume_refuses_bad_files_and_leaves_them_alone(tmp_path, tiny_checkpoin
         result = run_script("--resume", str(path), "--no-cuda")
         assert_clean_error(result, words)
         assert (path.read_bytes() if path.exists() else None) == before, name
+
+
+def test_suggested_env_ids_are_accepted():
+    for bad in ("breakout", "Breakout-v4", "BreakoutNoFrameskp-v4", "ms_pacman", "ALE/Pong-v4", "pong"):
+        with pytest.raises(ValueError) as e:
+            resolve_atari_id(bad)
+        suggested = str(e.value).split("try ")[1].rstrip(".").split(" or ")
+        for env_id in suggested:
+            resolve_atari_id(env_id)  # raises if the suggestion is refused too
+
+
+def test_help_hides_computed_fields_and_names_choices():
+    out = run_script("--help").stdout
+    assert "--batch-size" not in out and "--num-iterations" not in out and "--minibatch-size" not in out
+    assert "{auto,fp32,bf16}" in out and "iteration" in out
+
+
+# ----------------------------------------------------------------------------- the play loop
+
+
+def test_play_is_seeded_and_greedy_is_deterministic(tiny_checkpoint):
+    agent, meta = load_checkpoint(tiny_checkpoint)
+    runs = [[(s.action, s.score) for s in play(agent, meta["env_id"], seed=5, max_steps=40)] for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0]) == 40
+    other = [(s.action, s.score) for s in play(agent, meta["env_id"], seed=6, max_steps=40)]
+    assert other != runs[0]
+    for step in play(agent, meta["env_id"], seed=5, greedy=True, max_steps=20):
+        assert step.action == int(np.argmax(step.probs)) or step.forced
+        assert step.obs.shape == (4, 84, 84) and step.frame.shape == (210, 160, 3) and step.attention.shape == (2, 7, 7)
+        assert step.probs.sum() == pytest.approx(1, abs=1e-5) and step.acts["fc"].shape == (1, 512)
+
+
+def test_play_reports_forced_fire_and_running_score(tiny_checkpoint):
+    agent, meta = load_checkpoint(tiny_checkpoint)
+    steps = list(play(agent, meta["env_id"], seed=2))
+    assert steps[-1].score == sum(s.reward for s in steps) and [s.t for s in steps] == list(range(len(steps)))
+    forced = [s for s in steps if s.forced]
+    assert len(forced) == 4 and all(s.action == FIRE for s in forced)  # a whole game of Breakout: 5 lives
+
+
+# ----------------------------------------------------------------------------- Ctrl-C and resume
+
+
+def test_second_ctrl_c_quits_at_once_with_one_line(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "ppo_attention.py", *TINY, "--total-timesteps", str(64 * 400), "--runs-dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.readline()  # the run has started
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "stopped by Ctrl-C."
+
+
+def test_ctrl_c_during_the_last_update_finishes_the_run(tmp_path, monkeypatch):
+    """The last iteration's rollout is complete when Ctrl-C comes: the run ends normally, saved once."""
+    import ppo_attention
+
+    saves, calls = [], []
+    real_losses, real_save = ppo_attention.ppo_losses, ppo_attention.save_checkpoint
+
+    def losses_then_ctrl_c(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2 * 2:  # the last minibatch of the second (last) iteration
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_losses(*a, **kw)
+
+    monkeypatch.setattr(ppo_attention, "ppo_losses", losses_then_ctrl_c)
+    monkeypatch.setattr(ppo_attention, "save_checkpoint", lambda *a: saves.append(a[-1]["iteration"]) or real_save(*a))
+    path, interrupted = train(tiny_args(tmp_path, total_timesteps=128))
+    assert not interrupted and saves == [2] and read_checkpoint(path)["global_step"] == 128
+
+
+def test_resume_extends_the_run_and_refuses_other_changes(tmp_path, tiny_checkpoint):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(os.path.dirname(tiny_checkpoint), run_dir)
+    changed = run_script("--resume", str(run_dir), "--attn-coef", "0.01")
+    assert_clean_error(changed, "--attn-coef 0.01 differs from the saved run's 0.0005")
+    assert read_checkpoint(str(run_dir / "run.pt"))["global_step"] == 64
+
+    extended = run_script("--resume", str(run_dir), "--total-timesteps", "192")  # a run folder works as --resume
+    assert extended.returncode == 0, extended.stderr
+    ckpt = read_checkpoint(str(run_dir / "run.pt"))
+    assert ckpt["global_step"] == 192 and ckpt["iteration"] == 3 and ckpt["args"]["total_timesteps"] == 192
+    lr = dict(scalars(run_dir, "charts/learning_rate"))
+    assert sorted(lr) == [64, 128, 192]  # logs continue from the saved step, no gap, no overlap
+    assert lr[192] == pytest.approx(2.5e-4 / 3, rel=1e-4)  # the schedule is stretched to the new total
+    assert ckpt["args"]["precision"] == read_checkpoint(tiny_checkpoint)["args"]["precision"]  # kept
+
+    again = run_script("--resume", str(run_dir / "run.pt"))
+    assert again.returncode == 0 and "already complete" in again.stdout
+    shorter = run_script("--resume", str(run_dir), "--total-timesteps", "64")
+    assert_clean_error(shorter, "below the 192 steps done")
+
+
+def test_weights_only_checkpoint_loads_but_cannot_resume(tmp_path, tiny_checkpoint):
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    del ckpt["optimizer"]
+    shipped = tmp_path / "shipped.pt"
+    torch.save(ckpt, shipped)
+    agent, meta = load_checkpoint(str(shipped))
+    assert agent.attn_heads == 2 and meta["env_id"] == "BreakoutNoFrameskip-v4"
+    assert_clean_error(run_script("--resume", str(shipped)), "no optimiser state")
+
+
+# ----------------------------------------------------------------------------- bf16
+
+
+def fixed_minibatch(n=64, seed=0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    env = make_env("BreakoutNoFrameskip-v4", seed=seed)
+    obs, frames = env.reset(seed=seed)[0], []
+    for _ in range(n):
+        obs, *_ = env.step(env.action_space.sample())
+        frames.append(np.asarray(obs))
+    return dict(
+        obs=torch.as_tensor(np.stack(frames)),
+        actions=torch.randint(0, 4, (n,), generator=g),
+        logprobs=torch.full((n,), float(np.log(0.25))) + 0.05 * torch.randn(n, generator=g),
+        advantages=torch.randn(n, generator=g),
+        returns=torch.randn(n, generator=g),
+        values=0.1 * torch.randn(n, generator=g),
+    )
+
+
+def test_bf16_update_moves_the_loss_like_fp32():
+    """The same Adam step on the same batch, from the same weights, in fp32 and under bf16 autocast."""
+    mb, args = fixed_minibatch(), Args(attn_coef=1e-2)
+    results = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        agent = Agent(4, 2)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=1e-3, eps=1e-5)
+        before, stats = ppo_losses(agent, mb, args, bf16)
+        optimizer.zero_grad()
+        before.backward()
+        optimizer.step()
+        after, _ = ppo_losses(agent, mb, args, bf16)
+        assert before.dtype == torch.float32 and stats["attention_entropy"].dtype == torch.float32
+        results[bf16] = (before.item(), after.item(), stats)
+    (b32, a32, s32), (b16, a16, s16) = results[False], results[True]
+    assert a32 < b32 and a16 < b16  # the step lowers the loss in both
+    assert b16 == pytest.approx(b32, abs=0.02) and a16 == pytest.approx(a32, abs=0.02)  # bf16 has ~3 digits
+    for name in ("value_loss", "policy_loss", "entropy", "attention_entropy"):
+        assert float(s16[name]) == pytest.approx(float(s32[name]), rel=0.02, abs=0.01), name
+
+
+def test_bf16_where_it_is_not_native_falls_back_with_one_sentence(tmp_path, monkeypatch, capsys):
+    import ppo_attention
+
+    monkeypatch.setattr(ppo_attention, "native_bf16", lambda device: False)
+    path, _ = train(tiny_args(tmp_path, precision="bf16"))
+    assert "bf16 is not supported natively on this CPU; training in fp32 instead." in capsys.readouterr().out
+    assert read_checkpoint(path)["args"]["precision"] == "fp32"
+    monkeypatch.setattr(ppo_attention, "native_bf16", lambda device: True)
+    assert ppo_attention.resolve_precision("auto", torch.device("cpu")) == "bf16"
