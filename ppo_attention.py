@@ -621,14 +621,16 @@ def prepare_run(args: Args) -> tuple:
 
 
 class StopRequest:
-    """First Ctrl-C: set `requested` (the loop finishes its step, saves and stops). Second Ctrl-C: stop at once."""
+    """First Ctrl-C (or SIGTERM, a scheduler's stop): set `requested`; the loop finishes its step, saves and
+    stops. A second one: stop at once."""
 
     def __init__(self, message: str = "saving a checkpoint of the last completed iteration"):
         self.requested, self.message = False, message
-        self.previous_handler = signal.signal(signal.SIGINT, self.handle)
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def restore(self):
-        signal.signal(signal.SIGINT, self.previous_handler)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def handle(self, signum, frame):
         if self.requested:
