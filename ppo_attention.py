@@ -126,29 +126,22 @@ class Args:
 # ----------------------------------------------------------------------------- environments
 
 
-def resolve_atari_id(env_id: str) -> dict:
-    """The ale-py settings behind a gymnasium Atari id, or ValueError suggesting ids that work."""
+def resolve_atari_id(env_id: str) -> tuple:
+    """(ale-py game name, the keyword arguments of its settings) of a gymnasium Atari id, or ValueError
+    suggesting ids that work (RGB frames and a fixed frame skip: NoFrameskip-v4 or v5)."""
     atari = {k: s.kwargs for k, s in gym.registry.items() if s.entry_point == "ale_py.env:AtariEnv"}
     if env_id in gym.registry and env_id not in atari:
-        raise ValueError(
-            f"'{env_id}' is not an Atari game; this script trains on games such as BreakoutNoFrameskip-v4."
-        )
+        raise ValueError(f"'{env_id}' is not an Atari game; this script trains on games like BreakoutNoFrameskip-v4.")
     if env_id not in atari or not usable(atari[env_id]):
         accepted = [k for k, kw in atari.items() if usable(kw)]
         game = re.sub(r"^ale/|-v\d+$|noframeskip|deterministic|[-_ ]", "", env_id.lower())
-        close = [
-            k for k in accepted if atari[k]["game"].replace("_", "") == game and k.endswith(("NoFrameskip-v4", "-v5"))
-        ]
+        close = [k for k in accepted if atari[k]["game"].replace("_", "") == game and k.endswith(("skip-v4", "-v5"))]
         close = close or difflib.get_close_matches(env_id, accepted, n=2, cutoff=0.6) or ["BreakoutNoFrameskip-v4"]
         why = "uses a random frame skip or RAM observations" if env_id in atari else "is not a known game id"
         raise ValueError(f"'{env_id}' {why}; try {' or '.join(close[:2])}.")
     kw = atari[env_id]
-    return dict(
-        game=kw["game"],
-        repeat_action_probability=float(kw.get("repeat_action_probability", 0.25)),
-        full_action_space=bool(kw.get("full_action_space", False)),
-        max_frames=int(kw.get("max_num_frames_per_episode", 108000)),
-    )
+    settings = dict(repeat_action_probability=0.25, full_action_space=False, max_num_frames_per_episode=108000)
+    return kw["game"], {k: kw.get(k, default) for k, default in settings.items()}
 
 
 def usable(kw: dict) -> bool:
@@ -161,19 +154,9 @@ def make_vector_env(env_id: str, num_envs: int) -> AtariVectorEnv:
     84x84 grayscale, 4 stacked frames. A lost life is `terminated` but the game goes on (CleanRL's
     EpisodicLifeEnv; the training loop presses FIRE next, as CleanRL's FireResetEnv). Rewards stay
     raw (clipped in the loop, so logged returns are game scores); same-step autoreset for GAE."""
-    cfg = resolve_atari_id(env_id)
+    game, settings = resolve_atari_id(env_id)
     return AtariVectorEnv(
-        cfg["game"],
-        num_envs,
-        autoreset_mode="SameStep",
-        noop_max=30,
-        use_fire_reset=True,
-        episodic_life=False,
-        life_loss_info=True,
-        reward_clipping=False,
-        repeat_action_probability=cfg["repeat_action_probability"],
-        full_action_space=cfg["full_action_space"],
-        max_num_frames_per_episode=cfg["max_frames"],
+        game, num_envs, autoreset_mode="SameStep", noop_max=30, life_loss_info=True, reward_clipping=False, **settings
     )
 
 
@@ -224,14 +207,7 @@ def make_env(env_id: str, seed: Optional[int] = None, noop_max: int = 30) -> gym
     An episode is a whole game (all lives). `env.render()` returns the 210x160x3 colour frame of
     the last emulator step. `noop_max=0` gives the start of `AtariVectorEnv(noop_max=0)`.
     """
-    cfg = resolve_atari_id(env_id)
-    env = gym.make(
-        env_id,
-        frameskip=1,
-        repeat_action_probability=cfg["repeat_action_probability"],
-        full_action_space=cfg["full_action_space"],
-        render_mode="rgb_array",
-    )
+    env = gym.make(env_id, frameskip=1, render_mode="rgb_array", **resolve_atari_id(env_id)[1])
     env = FireAndNoopReset(env, noop_max)
     env = AtariPreprocessing(env, noop_max=0, frame_skip=4, screen_size=84, terminal_on_life_loss=False)
     env = FireAfterLifeLoss(env)
@@ -362,18 +338,10 @@ def play(agent: Agent, env_id: str, seed: int = 1, greedy: bool = False, max_ste
             action = int(probs.argmax() if greedy else torch.multinomial(probs, 1, generator=generator))
             next_obs, reward, terminated, truncated, info = env.step(action)
             score += float(reward)
+            probs, attn = probs.cpu().numpy(), acts["attention"][0].float().cpu().numpy()
+            forced, value = info["forced"], float(acts["value"][0, 0])
             yield Step(
-                t=t,
-                obs=np.asarray(obs),
-                frame=frame,
-                acts=acts,
-                probs=probs.cpu().numpy(),
-                value=float(acts["value"][0, 0]),
-                attention=acts["attention"][0].float().cpu().numpy(),
-                action=FIRE if info["forced"] else action,
-                forced=info["forced"],
-                reward=float(reward),
-                score=score,
+                t, np.asarray(obs), frame, acts, probs, value, attn, FIRE if forced else action, forced, reward, score
             )
             if terminated or truncated:
                 break
@@ -540,10 +508,7 @@ def check_args(args: Args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}.")
     batch = args.num_envs * args.num_steps
     if args.total_timesteps < batch:
-        raise ValueError(
-            f"--total-timesteps {args.total_timesteps} is less than one iteration "
-            f"(--num-envs x --num-steps = {batch}); give at least {batch}."
-        )
+        raise ValueError(f"--total-timesteps {args.total_timesteps} is less than one iteration ({batch} steps).")
     if batch < args.num_minibatches:
         raise ValueError(f"--num-minibatches {args.num_minibatches} is more than the {batch} steps of an iteration.")
     if args.attn_coef < 0 or args.attn_heads < 0:
@@ -686,19 +651,10 @@ def ppo_losses(agent: Agent, mb: dict, args: Args, bf16: bool) -> tuple:
     attn_ent = attn_ent_heads.sum(1).mean()
     entropy_loss = entropy.mean()
     loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + args.attn_coef * attn_ent
-    stats = dict(
-        value_loss=v_loss,
-        policy_loss=pg_loss,
-        entropy=entropy_loss,
-        old_approx_kl=old_approx_kl,
-        approx_kl=approx_kl,
-        clipfrac=clipfrac,
-    )
-    if attn_ent_heads.shape[1]:  # nothing to log for the plain Nature CNN
-        stats["attention_entropy"] = attn_ent
-        stats.update(
-            {f"attention_entropy_head{h}": attn_ent_heads[:, h].mean() for h in range(attn_ent_heads.shape[1])}
-        )
+    stats = dict(value_loss=v_loss, policy_loss=pg_loss, entropy=entropy_loss, old_approx_kl=old_approx_kl)
+    stats.update(approx_kl=approx_kl, clipfrac=clipfrac)
+    for h in range(attn_ent_heads.shape[1]):  # nothing to log for the plain Nature CNN
+        stats.update({"attention_entropy": attn_ent, f"attention_entropy_head{h}": attn_ent_heads[:, h].mean()})
     return loss, {k: v.detach() for k, v in stats.items()}
 
 
@@ -743,6 +699,11 @@ def train(args: Args) -> tuple:
     ckpt_path = os.path.join(run_dir, "run.pt")
     meta = dict(env_id=args.env_id, n_actions=n_actions, action_names=action_names, attn_heads=args.attn_heads)
     meta["run_name"] = run_name
+
+    def save(iteration: int) -> int:
+        save_checkpoint(ckpt_path, agent, optimizer, args, dict(meta, global_step=global_step, iteration=iteration))
+        return iteration
+
     total = args.num_iterations * args.batch_size
     print(f"{'resuming' if ckpt else 'run'} {run_name} on {device}, {args.precision} update -> {run_dir}")
     print(f"{args.num_iterations} iterations of {args.batch_size} steps: {total:,} steps", flush=True)
@@ -868,28 +829,18 @@ def train(args: Args) -> tuple:
             writer.add_scalar("charts/SPS", sps, global_step)
 
             if iteration % args.save_interval == 0 or iteration == args.num_iterations:
-                save_checkpoint(
-                    ckpt_path, agent, optimizer, args, dict(meta, global_step=global_step, iteration=iteration)
-                )
-                saved_iteration = iteration
+                saved_iteration = save(iteration)
             if time.time() - last_print >= 30 or iteration == args.num_iterations:
                 last_print = time.time()
-                elapsed = last_print - start_time
-                score = f"{np.mean(recent_scores):.2f}" if recent_scores else "n/a"
+                eta, score = duration((total - global_step) / max(sps, 1)), np.mean(recent_scores or [np.nan])
                 entropy = f"{stats[-1]['attention_entropy'].item():.2f}" if args.attn_heads else "n/a"
-                print(
-                    f"step {global_step:,}/{total:,} | {sps} steps/s | elapsed {duration(elapsed)}, "
-                    f"ETA {duration((total - global_step) / max(sps, 1))} | score (last {len(recent_scores)} games) "
-                    f"{score} | attention entropy {entropy}",
-                    flush=True,
-                )
+                print(f"step {global_step:,}/{total:,} | {sps} steps/s | elapsed {duration(last_print - start_time)}, "
+                      f"ETA {eta} | score (last {len(recent_scores)} games) {score:.2f} | attention entropy {entropy}")  # fmt: skip
             if stop.requested:  # Ctrl-C during the update: this iteration is complete and kept
                 break
 
         if saved_iteration < done_iteration:
-            save_checkpoint(
-                ckpt_path, agent, optimizer, args, dict(meta, global_step=global_step, iteration=done_iteration)
-            )
+            save(done_iteration)
     finally:
         stop.restore()
         envs.close()

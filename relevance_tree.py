@@ -32,14 +32,8 @@ from ppo_attention import Agent, exit_on_bad_input, load_checkpoint, output_fold
 LAYERS = ("attention", "attn_hidden", "conv3", "conv2", "conv1", "input")  # the tree's levels, top down
 MAX_DEPTH = len(LAYERS) - 1  # layers below the attention
 BOX_GEOMETRY = {"attention": (36, 8), "attn_hidden": (36, 8), **Agent.RECEPTIVE_FIELDS, "input": (1, 1)}
-LAYER_COLOURS = {  # one colour per layer, in every picture of a tree (relevance_tree.py and render.py)
-    "attention": "#ff3b30",
-    "attn_hidden": "#ff9f0a",
-    "conv3": "#ffe620",
-    "conv2": "#30d158",
-    "conv1": "#3fc8ff",
-    "input": "#ff5ee1",
-}
+LAYER_COLOURS = {"attention": "#ff3b30", "attn_hidden": "#ff9f0a", "conv3": "#ffe620", "conv2": "#30d158"}
+LAYER_COLOURS |= {"conv1": "#3fc8ff", "input": "#ff5ee1"}  # one colour per layer in every picture of a tree
 TREE_FORMAT = 1  # version of the JSON document written by save_tree
 
 

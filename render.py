@@ -1,19 +1,11 @@
 """Videos of trained agents playing, with what they look at drawn over the game, and a headless evaluation.
 
-Each video frame shows, per agent, the 210x160 colour frame scaled `--scale` times with an overlay,
-and a side panel: step, score, value V(s), the policy as labelled bars and the overlay's legend.
-One frame per agent step (4 game frames); 15 fps is real time. Overlays:
-
-- attention: each head's painted attention (`saliency.paint_attention`: the attention mass of the
-  units that see a pixel) on a fixed scale, 0 to 1 per head, in the head's colour, with an outline
-  around each head's strongest region, and the raw 7x7 maps in the panel.
-- saliency: `saliency.saliency_map` (`--method`, `--target`), max over the 4 stacked frames, scaled
-  by each frame's 99th percentile (saliency magnitudes differ by orders of magnitude).
-- tree: `relevance_tree.build_tree`, each node a square over its receptive field in its layer's colour.
-
-Several checkpoints of one game play side by side, each its own game from the same seed. Every run
-prints each game's score, the mean and sd, and the mean attention entropy per head; `--no-video`
-plays and prints only (a headless evaluation), `--json` writes the same numbers.
+Per agent, each frame shows the 210x160 colour frame scaled `--scale` times with an overlay (its own
+attention on a fixed 0-1 scale per head, a saliency map, or the relevance tree) and a side panel: step,
+score, value V(s), the policy as bars and the overlay's legend. One frame per agent step; 15 fps is
+real time. Several checkpoints of one game play side by side, each its own game from the same seed.
+Every run prints each game's score, mean and sd, and the mean attention entropy per head; `--no-video`
+only plays (a headless evaluation), `--json` writes the same numbers.
 
     python render.py --checkpoint runs/<run_name>/run.pt
     python render.py --checkpoint checkpoints/a.pt checkpoints/b.pt --episodes 20 --no-video --json eval.json
@@ -278,11 +270,13 @@ class Panel:
         self.y += 2 * self.line + self.pad
         self.draw.text((self.pad, self.y), "action probabilities", font=self.small, fill=DIM)
         self.y += self.line
-        x0 = self.pad + max(self.draw.textlength(n, font=self.small) for n in self.names) + self.pad
+        x0 = self.pad + int(max(self.draw.textlength(n, font=self.small) for n in self.names)) + self.pad
         x1, row = self.size[0] - 3 * self.line, min(self.line, (self.size[1] // 2 - self.y) // len(self.names))
+        self.bars = []  # (y0, y1, x0, x1) of each action's bar track
         for i, (name, p) in enumerate(zip(self.names, step.probs)):
             taken = i == step.action
             y = self.y + i * row
+            self.bars.append((y + row // 5, y + row * 4 // 5, x0, x1))
             self.draw.text((self.pad, y), name, font=self.small, fill=TAKEN if taken else TEXT)
             self.draw.rectangle((x0, y + row // 5, x1, y + row * 4 // 5), fill=TRACK)
             self.draw.rectangle(
@@ -313,9 +307,8 @@ def check_args(args: Args) -> None:
         raise ValueError(f"'{args.json}' already exists; pass --force to replace it or choose another --json.")
 
 
-def make_overlay(args: Args, agent, meta: dict):
+def make_overlay(args: Args, overlay: str, agent, meta: dict):
     """The overlay to draw for one agent; ValueError (one sentence) when it cannot be drawn for it."""
-    overlay = args.overlay or ("attention" if agent.attn_heads else "saliency")
     needs_attention = overlay in ("attention", "tree") or (overlay == "saliency" and args.target == "attention")
     if needs_attention and agent.attn_heads == 0:
         raise ValueError(
@@ -344,14 +337,73 @@ def in_step(plays: list):
         yield steps
 
 
-def game_record(seed: int, last, entropies: list) -> dict:
-    """One finished game: its seed, score, length and mean attention entropy per head."""
-    return dict(seed=seed, score=last.score, steps=last.t + 1, attention_entropy=np.mean(entropies, 0).tolist())
+class Film:
+    """The MP4: per agent a block (the game with its overlay, then its panel), side by side; H.264 written
+    frame by frame into a temporary file that becomes the video when closed."""
+
+    def __init__(self, path: str, args: Args, metas: list, overlays: list):
+        s = args.scale
+        self.path, self.s, self.overlays, self.frames = path, s, overlays, 0
+        panel_w = 100 * s + (-260 * s) % 16  # each block is a multiple of 16 px wide, as H.264 wants
+        self.block_w, height = FRAME_W * s + panel_w, FRAME_H * s + (-FRAME_H * s) % 16
+        self.panels = [Panel(panel_w, height, s, agent_title(m), m["action_names"]) for m in metas]
+        self.canvas = np.zeros((height, len(metas) * self.block_w, 3), np.uint8)
+        self.writer = imageio.get_writer(path + ".partial.mp4", fps=args.fps, codec="libx264", macro_block_size=16,
+                                         ffmpeg_log_level="error", ffmpeg_params=["-preset", "veryfast"])  # fmt: skip
+
+    def draw(self, i: int, step, game: str) -> None:
+        block = self.canvas[:, i * self.block_w : (i + 1) * self.block_w]
+        block[: FRAME_H * self.s, : FRAME_W * self.s] = self.overlays[i].draw(step)
+        block[:, FRAME_W * self.s :] = self.panels[i].render(step, game, self.overlays[i])
+
+    def game_over(self, i: int, score: float) -> None:
+        """Dim agent i's last frame, which stays until the other games end."""
+        self.canvas[:, i * self.block_w : (i + 1) * self.block_w] //= 3
+        label(self.canvas, f"game over: {score:g}", (i * self.block_w + 4 * self.s, 100 * self.s), TEXT_RGB, 2 * self.s)
+
+    def write(self) -> None:
+        self.writer.append_data(self.canvas)
+        self.frames += 1
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.frames:
+            os.replace(self.path + ".partial.mp4", self.path)
+        else:
+            os.remove(self.path + ".partial.mp4")
+
+
+def play_round(args: Args, agents: list, env_id: str, e: int, film, stop, progress) -> list:
+    """Game e of every agent, from seed + e, filmed side by side: each game's record (seed, score, steps,
+    mean attention entropy per head), or an empty list when Ctrl-C stopped the round."""
+    seed, n = args.seed + e, len(agents)
+    last, entropies, over = [None] * n, [[] for _ in agents], [False] * n
+    for steps in in_step([play(agent, env_id, seed, args.greedy, args.max_steps) for agent in agents]):
+        for i, st in enumerate(steps):
+            if st is not None:
+                last[i] = st
+                entropies[i].append(attention_entropy(st.acts["attn_logits"].float())[0].cpu().numpy())
+                if film:
+                    film.draw(i, st, f"game {e + 1}/{args.episodes}, seed {seed}")
+            elif not over[i] and film:
+                film.game_over(i, last[i].score)
+            over[i] = st is None
+        if film:
+            film.write()
+        scores = ", ".join(f"{st.score:g}" for st in steps if st is not None)
+        progress(f"game {e + 1}/{args.episodes}: step {max(st.t for st in steps if st)}, score {scores}")
+        if stop.requested:
+            return []
+    return [
+        dict(seed=seed, score=st.score, steps=st.t + 1, attention_entropy=np.mean(h, 0).tolist())
+        for st, h in zip(last, entropies)
+    ]
 
 
 def summary(meta: dict, games: list) -> dict:
     """The evaluation of one agent: every game, the mean and sd of the scores, the mean entropy per head."""
     scores = np.array([g["score"] for g in games])
+    entropy = np.mean([g["attention_entropy"] for g in games], 0).tolist() if meta["attn_heads"] and games else None
     return dict(
         checkpoint=meta["path"],
         env_id=meta["env_id"],
@@ -360,9 +412,7 @@ def summary(meta: dict, games: list) -> dict:
         games=games,
         score_mean=float(scores.mean()) if len(games) else None,
         score_sd=float(scores.std(ddof=1)) if len(games) > 1 else 0.0,
-        attention_entropy_mean=np.mean([g["attention_entropy"] for g in games], 0).tolist()
-        if meta["attn_heads"]
-        else None,
+        attention_entropy_mean=entropy,
     )
 
 
@@ -374,85 +424,42 @@ def main(argv=None) -> dict:
     if device.type == "cpu":
         torch.set_num_threads(1)  # batch-1 forward passes: threads cost more than they give, and ffmpeg needs a core
     loaded = [load_checkpoint(c, device) for c in args.checkpoint]
-    metas = [meta for _, meta in loaded]
+    agents, metas = [agent for agent, _ in loaded], [meta for _, meta in loaded]
     if len({m["env_id"] for m in metas}) > 1:
-        raise ValueError(
-            f"the checkpoints play different games ({', '.join(m['env_id'] for m in metas)}); give one game."
-        )
-    overlays = [make_overlay(args, agent, meta) for agent, meta in loaded]
-    s, n = args.scale, len(loaded)
-    panel_w = 100 * s + (-260 * s) % 16  # each agent's block is a multiple of 16 px wide, as H.264 wants
-    block_w, height = FRAME_W * s + panel_w, FRAME_H * s + (-FRAME_H * s) % 16
-    panels = [Panel(panel_w, height, s, agent_title(m), m["action_names"]) for m in metas]
-    canvas = np.zeros((height, n * block_w, 3), np.uint8)
-    games, frames, path, progress = [[] for _ in loaded], 0, None, Progress()
+        raise ValueError(f"the checkpoints play different games ({', '.join(m['env_id'] for m in metas)}).")
+    kind = args.overlay or ("attention" if all(agent.attn_heads for agent in agents) else "saliency")
+    overlays = [make_overlay(args, kind, agent, meta) for agent, meta in loaded]
+    games, film, progress = [[] for _ in loaded], None, Progress()
     stop = StopRequest("finishing the video with the frames filmed so far")
     with output_folder(args.out, metas[0]["run_name"], "video", args.force) if args.video else nullcontext() as out:
-        if out:  # H.264 into a temporary file, renamed at the end
-            name = (args.overlay or "attention") + (
-                f"-{args.method}-{args.target}" if args.overlay == "saliency" else ""
-            )
-            path = os.path.join(out, f"{'side_by_side_' if n > 1 else ''}{name}_seed{args.seed}.mp4")
-            writer = imageio.get_writer(path + ".partial.mp4", fps=args.fps, codec="libx264", macro_block_size=16,
-                                        ffmpeg_log_level="error", ffmpeg_params=["-preset", "veryfast"])  # fmt: skip
+        if out:
+            name = kind + (f"-{args.method}-{args.target}" if kind == "saliency" else "")
+            name = f"{'side_by_side_' if len(agents) > 1 else ''}{name}_seed{args.seed}.mp4"
+            film = Film(os.path.join(out, name), args, metas, overlays)
         try:
             for e in range(args.episodes):
-                seed, ended = args.seed + e, [False] * n
-                last, entropies = [None] * n, [[] for _ in loaded]
-                for steps in in_step(
-                    [play(agent, metas[0]["env_id"], seed, args.greedy, args.max_steps) for agent, _ in loaded]
+                for agent_games, record in zip(
+                    games, play_round(args, agents, metas[0]["env_id"], e, film, stop, progress)
                 ):
-                    for i, st in enumerate(steps):
-                        block = canvas[:, i * block_w : (i + 1) * block_w]
-                        if st is None and not ended[i]:  # this game just ended: count it, dim its last frame
-                            ended[i] = True
-                            games[i].append(game_record(seed, last[i], entropies[i]))
-                            if out:
-                                block[:] = block // 3
-                                label(
-                                    canvas,
-                                    f"game over: {last[i].score:g}",
-                                    (i * block_w + 4 * s, 100 * s),
-                                    TEXT_RGB,
-                                    2 * s,
-                                )
-                        elif st is not None:
-                            last[i] = st
-                            entropies[i].append(attention_entropy(st.acts["attn_logits"].float())[0].cpu().numpy())
-                            if out:
-                                block[: FRAME_H * s, : FRAME_W * s] = overlays[i].draw(st)
-                                block[:, FRAME_W * s :] = panels[i].render(
-                                    st, f"game {e + 1}/{args.episodes}, seed {seed}", overlays[i]
-                                )
-                    if out:
-                        writer.append_data(canvas)
-                        frames += 1
-                    scores = ", ".join(f"{st.score:g}" for st in steps if st is not None)
-                    progress(f"game {e + 1}/{args.episodes}: step {max(st.t for st in steps if st)}, score {scores}")
-                    if stop.requested:
-                        break
+                    agent_games.append(record)
                 if stop.requested:
                     break
-                for i in range(n):
-                    if not ended[i]:
-                        games[i].append(game_record(seed, last[i], entropies[i]))
         finally:
             stop.restore()
-            if out:
-                writer.close()
-                if frames:
-                    os.replace(path + ".partial.mp4", path)
-                else:
-                    os.remove(path + ".partial.mp4")
+            if film:
+                film.close()
     progress("played.", done=True)
     result = [summary(meta, g) for meta, g in zip(metas, games)]
     report(args, metas, result)
-    if path and frames:
-        print(f"wrote {path} ({frames} frames, {canvas.shape[1]}x{canvas.shape[0]}, {args.fps} fps)")
+    if film and film.frames:
+        print(
+            f"wrote {film.path} ({film.frames} frames, {film.canvas.shape[1]}x{film.canvas.shape[0]}, {args.fps} fps)"
+        )
     if stop.requested:
         print("stopped by Ctrl-C: the video holds the frames filmed so far; only finished games are counted.")
         raise KeyboardInterrupt
-    return dict(agents=result, path=path if frames else None, size=canvas.shape[:2], frames=frames)
+    path, frames = (film.path, film.frames) if film and film.frames else (None, 0)
+    return dict(agents=result, path=path, frames=frames, size=film.canvas.shape[:2] if film else None)
 
 
 def report(args: Args, metas: list, result: list) -> None:

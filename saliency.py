@@ -366,24 +366,19 @@ def main(argv=None) -> str:
             path = os.path.join(out, f"step_{t:05d}.png")
             save_figure(path, {m: np.abs(maps[m][i]) for m in methods}, step, title, agent.attn_heads)
             print(f"step {t}: {len(methods)} maps in {time.perf_counter() - start:.2f} s -> {path}", flush=True)
+        settings = dict(target=args.target, head=-1 if args.head is None else args.head, env_id=meta["env_id"])
+        settings |= dict(action_names=names, samples=args.samples, noise=args.noise, stride=args.stride, seed=args.seed)
         np.savez_compressed(
             os.path.join(out, "saliency.npz"),
             **{f"maps_{m}": maps[m] for m in methods},
-            steps=np.array(steps),
+            steps=steps,
             observations=np.stack([kept[t].obs for t in steps]),
             frames=np.stack([kept[t].frame for t in steps]),
-            actions=np.array([kept[t].action for t in steps]),
-            explained_actions=np.array([args.action if args.action is not None else kept[t].action for t in steps]),
-            methods=np.array(methods),
-            target=np.array(args.target),
-            head=np.array(-1 if args.head is None else args.head),
-            action_names=np.array(names),
-            env_id=np.array(meta["env_id"]),
-            episode_actions=np.array(played),
-            samples=np.array(args.samples),
-            noise=np.array(args.noise),
-            stride=np.array(args.stride),
-            seed=np.array(args.seed),
+            actions=[kept[t].action for t in steps],
+            explained_actions=[args.action if args.action is not None else kept[t].action for t in steps],
+            episode_actions=played,
+            methods=methods,
+            **settings,
         )
         print(f"wrote {os.path.join(out, 'saliency.npz')}")
     return out

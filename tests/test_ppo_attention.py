@@ -150,7 +150,7 @@ def test_after_a_lost_life_the_game_presses_fire():
 def test_common_ids_give_training_and_single_envs(env_id, n_actions, sticky):
     from ppo_attention import make_vector_env, resolve_atari_id
 
-    assert resolve_atari_id(env_id)["repeat_action_probability"] == sticky
+    assert resolve_atari_id(env_id)[1]["repeat_action_probability"] == sticky
     envs = make_vector_env(env_id, 2)
     obs, _ = envs.reset(seed=0)
     assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8 and envs.single_action_space.n == n_actions

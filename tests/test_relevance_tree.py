@@ -16,14 +16,23 @@ from relevance_tree import (
     BOX_GEOMETRY,
     LAYERS,
     build_tree,
-    cli,
     descend,
     find_peaks,
     iter_nodes,
     load_tree,
+    main,
     save_tree,
     unit_contributions,
 )
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def cli(argv):
+    from ppo_attention import exit_on_bad_input
+
+    return exit_on_bad_input(main, argv)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "relevance_tree.py")
@@ -315,18 +324,30 @@ def cli_error(argv, capsys) -> str:
     return message
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_tree_is_the_same_wherever_the_agent_is(agent, observations, device):
+    model = Agent(agent.n_actions, agent.attn_heads).to(device)
+    model.load_state_dict(agent.state_dict())
+    on_device, on_cpu = build_tree(model, observations[0]), build_tree(agent, observations[0])
+    shape = [(n["layer"], n["channel"], n["y"], n["x"]) for n, _ in iter_nodes(on_device)]
+    assert shape == [(n["layer"], n["channel"], n["y"], n["x"]) for n, _ in iter_nodes(on_cpu)]
+    with torch.no_grad():
+        acts = model.activations(torch.as_tensor(observations[0], device=device)[None])
+    assert build_tree(model, observations[0], acts=acts) == on_device  # given activations: the same tree
+
+
 def test_cli_end_to_end(tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     result = run_cli("--checkpoint", tiny_checkpoint, "--steps", "3", "0", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "playing" in result.stdout and "nodes in" in result.stdout and result.stderr == ""
-    assert sorted(os.listdir(out)) == ["step00000.json", "step00000.png", "step00003.json", "step00003.png"]
-    tree, info = load_tree(str(out / "step00003.json"))
+    assert "nodes in" in result.stdout and result.stderr == ""
+    assert sorted(os.listdir(out)) == ["step_00000.json", "step_00000.png", "step_00003.json", "step_00003.png"]
+    tree, info = load_tree(str(out / "step_00003.json"))
     assert info["step"] == 3 and info["env_id"] == "BreakoutNoFrameskip-v4" and tree
     assert tree[0]["layer"] == "attention" and max(d for _, d in iter_nodes(tree)) == 5
     import matplotlib.image
 
-    assert matplotlib.image.imread(str(out / "step00000.png")).shape[2] in (3, 4)
+    assert matplotlib.image.imread(str(out / "step_00000.png")).shape[2] in (3, 4)
 
 
 def test_cli_output_folders(tiny_checkpoint, tmp_path, monkeypatch, capsys):
@@ -334,13 +355,14 @@ def test_cli_output_folders(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     fast = ["--checkpoint", tiny_checkpoint, "--steps", "0", "--depth", "1"]
     for _ in range(2):  # the default folder is new every time
         cli(fast)
-    folders = os.listdir(tmp_path / "trees")
-    assert len(folders) == 2 and all(os.listdir(tmp_path / "trees" / f) for f in folders)
+    base = tmp_path / "runs" / os.path.basename(os.path.dirname(tiny_checkpoint))
+    folders = os.listdir(base)
+    assert len(folders) == 2 and all(f.startswith("tree__") and os.listdir(base / f) for f in folders)
     # an explicit --out that already holds results: refused, unless --force
-    out = str(tmp_path / "trees" / folders[0])
+    out = str(base / folders[0])
     assert "--force" in cli_error([*fast, "--steps", "1", "--out", out], capsys)
     cli([*fast, "--steps", "1", "--out", out, "--force"])
-    assert sorted(os.listdir(out)) == ["step00000.json", "step00000.png", "step00001.json", "step00001.png"]
+    assert sorted(os.listdir(out)) == ["step_00000.json", "step_00000.png", "step_00001.json", "step_00001.png"]
 
 
 def test_cli_rejects_bad_input_with_one_sentence(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path, capsys):
@@ -350,31 +372,20 @@ def test_cli_rejects_bad_input_with_one_sentence(tiny_checkpoint, tiny_baseline_
     a_file.write_text("x")
     ok = ["--checkpoint", tiny_checkpoint]
     in_process = {
-        "corrupt checkpoint": ["--checkpoint", str(corrupt)],
-        "baseline checkpoint": ["--checkpoint", tiny_baseline_checkpoint],
-        "zero roots": [*ok, "--roots", "0"],
-        "negative children": [*ok, "--children", "-2"],
-        "depth beyond the network": [*ok, "--depth", "6"],
-        "negative step": [*ok, "--steps", "-1"],
-        "unwritable out": [*ok, "--out", str(a_file / "sub")],
-        "out is a file": [*ok, "--out", str(a_file)],
+        "corrupt checkpoint": (["--checkpoint", str(corrupt)], "not a readable checkpoint"),
+        "baseline checkpoint": (["--checkpoint", tiny_baseline_checkpoint], "without attention"),
+        "zero roots": ([*ok, "--roots", "0"], "--roots and --children must be positive"),
+        "negative children": ([*ok, "--children", "-2"], "--roots and --children must be positive"),
+        "depth beyond the network": ([*ok, "--depth", "6"], "--depth must be between 0 and 5"),
+        "threshold": ([*ok, "--threshold", "1"], "--threshold"),
+        "negative step": ([*ok, "--steps", "-1"], "--steps must be"),
+        "unwritable out": ([*ok, "--out", str(a_file / "sub")], "cannot write"),
+        "out is a file": ([*ok, "--out", str(a_file)], "is a file"),
+        "step beyond the game": ([*ok, "--steps", "100000", "--out", str(tmp_path / "beyond")], "beyond the game"),
     }
-    for name, argv in in_process.items():
-        assert cli_error(argv, capsys), name
-    # and as real processes, at once: exit status, stderr and the emulator's start-up
-    as_processes = {
-        "missing checkpoint": ["--checkpoint", str(tmp_path / "nope.pt")],
-        "step beyond the episode": [*ok, "--steps", "100000", "--out", str(tmp_path / "beyond")],
-    }
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, SCRIPT, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for name, argv in as_processes.items()
-    }
-    for name, proc in procs.items():
-        _, err = proc.communicate(timeout=120)
-        lines = err.strip().splitlines()
-        assert proc.returncode == 1, name
-        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, (name, err)
+    for name, (argv, words) in in_process.items():
+        assert words in cli_error(argv, capsys), name
     assert not os.path.exists(tmp_path / "beyond")  # nothing left behind
+    result = run_cli("--checkpoint", str(tmp_path / "nope.pt"))  # and as a real process
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and lines == [f"error: checkpoint '{tmp_path / 'nope.pt'}' does not exist."]

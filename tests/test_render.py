@@ -1,24 +1,29 @@
-"""Tests of render.py: the video, the overlay's alignment, the panel's bars, every overlay mode, bad input."""
+"""Tests of render.py: the overlays against the receptive-field geometry, the panel, every overlay end to end,
+side-by-side agents, the headless evaluation, Ctrl-C, output folders and bad input."""
 
+import json
 import os
-import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_args
 
 import ppo_attention
 import render
-from ppo_attention import make_env
+from ppo_attention import Step, exit_on_bad_input, load_checkpoint, play, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout
 
 
-def run_render(*argv, timeout=120):
+def run_render(*argv, timeout=300):
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, "render.py"), *map(str, argv)],
         capture_output=True,
@@ -28,139 +33,114 @@ def run_render(*argv, timeout=120):
     )
 
 
+def render_main(argv: list, capsys=None) -> dict:
+    return exit_on_bad_input(render.main, [str(a) for a in argv])
+
+
 def read_video(path) -> list:
     with imageio.get_reader(path) as reader:
         return [np.asarray(f) for f in reader]
 
 
-def video_size(scale: int) -> tuple:
-    """(height, width) the video must have: game scaled, panel on the right, both a multiple of 16."""
-    height = -(-210 * scale // 16) * 16
-    width = 160 * scale + render.Panel.width_for(scale, NAMES)
-    assert width % 16 == 0
-    return height, width
+def block_width(scale: int) -> int:
+    """Width of one agent's part of the video: the game scaled, and its panel; a multiple of 16."""
+    return 160 * scale + 100 * scale + (-260 * scale) % 16
 
 
 def field_mask(y: int, x: int, scale: int) -> np.ndarray:
     """Video pixels whose centre lies where attention unit (y, x) sees: input rows / columns [8k, 8k + 36),
     mapped onto the 210x160 frame (rows x 210/84, columns x 160/84), then scaled. Computed here from the
     design, independently of render.py's geometry."""
-    size, stride = ppo_attention.Agent.RECEPTIVE_FIELDS["conv3"]
     r = (np.arange(210 * scale) + 0.5) / scale * 84 / 210  # video row centre -> input row
     c = (np.arange(160 * scale) + 0.5) / scale * 84 / 160
-    rows = (r >= y * stride) & (r < y * stride + size)
-    cols = (c >= x * stride) & (c < x * stride + size)
+    rows = (r >= y * 8) & (r < y * 8 + 36)
+    cols = (c >= x * 8) & (c < x * 8 + 36)
     return rows[:, None] & cols[None, :]
 
 
-def one_hot_attention(heads: int, y: int, x: int) -> np.ndarray:
-    a = np.zeros((heads, 7, 7), np.float32)
-    a[:, y, x] = 1
-    return a
+def grown(mask: np.ndarray, px: int) -> np.ndarray:
+    out = mask.copy()
+    for dy in range(-px, px + 1):
+        for dx in range(-px, px + 1):
+            out |= np.roll(mask, (dy, dx), (0, 1))
+    return out
 
 
-# ----------------------------------------------------------------------------- pure pieces
+@pytest.fixture(scope="module")
+def second_checkpoint(tmp_path_factory):
+    """Another tiny attention agent, trained without the penalty: the other side of a side-by-side video."""
+    return train(tiny_args(tmp_path_factory.mktemp("runs_coef0"), attn_coef=0.0, seed=2))[0]
 
 
-@pytest.mark.parametrize("cell", [(0, 0), (3, 5), (6, 2)])
-def test_attention_on_one_cell_paints_exactly_its_receptive_field(cell):
-    overlay = render.AttentionOverlay(heads=2)
-    rec = {"attention": one_hot_attention(2, *cell)[None]}
-    overlay.start_episode(rec)
-    frame = np.zeros((210, 160, 3), np.uint8)  # black: any colour is the overlay
-    overlay.draw(frame, None, 0, rec)
-    coloured = frame.max(-1) > 0
-    np.testing.assert_array_equal(coloured, field_mask(*cell, scale=1))
-    assert frame[coloured].min(0).max() > 100  # bright where it paints
+# ----------------------------------------------------------------------------- what is drawn
 
 
-def test_attention_brightness_uses_one_scale_for_the_episode():
-    """The same map is drawn alike at every step, and dimmer in an episode that also has stronger maps."""
-    weak = np.full((2, 7, 7), 1 / 49, np.float32)
-    strong = one_hot_attention(2, 3, 3)
-
-    def drawn(record, t):
-        overlay = render.AttentionOverlay(heads=2)
-        overlay.start_episode(record)
-        frame = np.zeros((210, 160, 3), np.uint8)
-        overlay.draw(frame, None, t, record)
-        return frame.astype(int)
-
-    alone = {"attention": np.stack([weak, weak])}
-    mixed = {"attention": np.stack([weak, strong, weak])}
-    np.testing.assert_array_equal(drawn(mixed, 0), drawn(mixed, 2))
-    assert drawn(mixed, 0).sum() < 0.6 * drawn(alone, 0).sum()  # half: the strong map sets the scale
-
-
-def bar_fill(panel: render.Panel, img: np.ndarray, i: int, colour) -> int:
-    """Pixels of action i's bar (middle row) painted in `colour`."""
-    y0, y1, x0, x1 = panel.bar_box(i)
-    row = img[(y0 + y1) // 2, x0:x1].astype(int)
-    return int((np.abs(row - np.array(colour)).max(-1) <= 40).sum())
+def fake_step(probs, action, attention) -> Step:
+    acts = {"attn_logits": torch.log(torch.as_tensor(attention)[None] + 1e-9)}
+    frame = np.zeros((210, 160, 3), np.uint8)
+    return Step(0, np.zeros((4, 84, 84), np.uint8), frame, acts, np.array(probs), 0.5, attention, action, False, 0, 0)
 
 
 @pytest.mark.parametrize("probs", [[0, 0, 1, 0], [0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]])
 def test_panel_bars_follow_the_probabilities(probs):
-    panel = render.Panel(640, render.Panel.width_for(3, NAMES), 3, NAMES)
-    img = panel.draw(["a", "b", "c", "d"], np.array(probs), action=2, legend=[])
-    width = panel.bar_box(0)[3] - panel.bar_box(0)[2]
-    for i, p in enumerate(probs):
-        fill = bar_fill(panel, img, i, render.TAKEN if i == 2 else render.BAR)
-        assert abs(fill - p * width) <= 1, (i, fill, p * width)
+    panel = render.Panel(block_width(3) - 480, 640, 3, "agent", NAMES)
+    img = panel.render(fake_step(probs, 2, np.full((2, 7, 7), 1 / 49, np.float32)), "game", render.NoOverlay(3))
+    for i, (p, (y0, y1, x0, x1)) in enumerate(zip(probs, panel.bars)):
+        colour = np.array([255, 165, 30] if i == 2 else [90, 130, 200])  # TAKEN for the taken action, else BAR
+        filled = (np.abs(img[(y0 + y1) // 2, x0 : x1 + 1].astype(int) - colour).max(-1) == 0).sum()
+        assert abs(filled - p * (x1 - x0)) <= 1.5, (i, filled, p * (x1 - x0))
 
 
-def test_replay_that_diverges_is_an_error(tiny_checkpoint):
-    agent, meta = ppo_attention.load_checkpoint(tiny_checkpoint)
-    env = make_env(meta["env_id"])
-    rec = render.play_episode(agent, env, seed=3, greedy=False, max_steps=6, device="cpu", progress=print)
-    assert len(rec["action"]) == 6 and rec["attention"].shape == (6, 2, 7, 7)
-    rec["checksum"][4] += 1
-    panel = render.Panel(640, render.Panel.width_for(3, NAMES), 3, NAMES)
-    canvas = np.zeros((640, 160 * 3 + panel.img.shape[1], 3), np.uint8)
-    frames = []
-    writer = type("W", (), {"append_data": lambda self, f: frames.append(f.copy())})()
-    with pytest.raises(render.ReplayError):
-        render.film_episode(env, 3, rec, render.NoOverlay(), panel, canvas, 3, writer, "x", print)
-    assert len(frames) == 4
+@pytest.mark.parametrize("cell", [(0, 0), (3, 5), (6, 2)])
+def test_one_cell_of_attention_lights_exactly_its_receptive_field(cell):
+    """Both heads on one unit: the frame brightens inside its field and nowhere else (outlines aside)."""
+    attention = np.zeros((2, 7, 7), np.float32)
+    attention[:, cell[0], cell[1]] = 1
+    view = render.AttentionOverlay(2, 3).draw(fake_step([0.25] * 4, 0, attention))
+    lit, field = view.max(-1) > 0, field_mask(*cell, 3)
+    inner = ~grown(~field, 12)  # away from the outlines and labels drawn at the field's edge
+    assert lit[inner].all() and not lit[~grown(field, 4)].any()
+    assert view[inner].mean(0)[0] > 150  # head 0's orange, at full strength (1 = all of the head's mass)
 
 
-# ----------------------------------------------------------------------------- through the video
+def test_brightness_has_one_meaning_a_diffuse_map_is_dim():
+    sharp, diffuse = np.zeros((2, 7, 7), np.float32), np.full((2, 7, 7), 1 / 49, np.float32)
+    sharp[:, 3, 3] = 1
+    views = [render.AttentionOverlay(2, 3).draw(fake_step([0.25] * 4, 0, a)) for a in (sharp, diffuse)]
+    centre = field_mask(3, 3, 3) & ~grown(~field_mask(3, 3, 3), 12)
+    assert views[0][centre].mean() > 2 * views[1][centre].mean()  # the same scale for every frame and agent
 
 
 def test_forced_attention_and_policy_show_in_the_video(tiny_checkpoint, tmp_path, monkeypatch):
-    """One-hot attention on cell (2, 5) and a policy sure of RIGHT: compared with the same game without
-    overlay, the video changes inside that cell's field and nowhere else, and RIGHT has the one full bar."""
-    real_forward = ppo_attention.Agent.forward
+    """One-hot attention on cell (2, 5) and a policy sure of RIGHT, through the whole pipeline: compared with the
+    same game without overlay, the video changes inside that cell's field and only near it; RIGHT has a full bar."""
+    real = ppo_attention.Agent.activations
 
     def forced(self, x):
-        logits, value, attention = real_forward(self, x)
-        logits = torch.tensor([[-30.0, -30.0, 30.0, -30.0]]).expand_as(logits)
-        return logits, value, torch.as_tensor(one_hot_attention(2, 2, 5))[None].expand_as(attention)
+        a = dict(real(self, x))
+        a["logits"] = torch.tensor([[-30.0, -30.0, 30.0, -30.0]]).expand_as(a["logits"])
+        a["attention"] = torch.zeros_like(a["attention"])
+        a["attention"][:, :, 2, 5] = 1
+        return a
 
-    monkeypatch.setattr(ppo_attention.Agent, "forward", forced)
+    monkeypatch.setattr(ppo_attention.Agent, "activations", forced)
     videos = {}
     for overlay in ("attention", "none"):
-        args = render.Args(checkpoint=tiny_checkpoint, out=str(tmp_path / f"{overlay}.mp4"), overlay=overlay)
-        args.max_steps, args.scale = 12, 3
-        path, games, size = render.main(args)
-        videos[overlay] = read_video(path)
-        assert size == video_size(3) and games[0][1] == 12
+        result = render_main(["--checkpoint", tiny_checkpoint, "--out", tmp_path / overlay, "--overlay", overlay,
+                              "--max-steps", 12, "--greedy", "--no-cuda"])  # fmt: skip
+        videos[overlay] = read_video(result["path"])
+        assert tuple(result["size"]) == (640, block_width(3)) and result["frames"] == 12
     field = field_mask(2, 5, scale=3)
-    inside = np.zeros_like(field)  # the field shrunk, and grown, by 4 px: H.264 blurs the edges
-    inside[4:-4, 4:-4] = field[:-8, :-8] & field[8:, 8:] & field[:-8, 8:] & field[8:, :-8]
-    near = np.zeros_like(field)
-    for dy in range(-4, 5, 2):
-        for dx in range(-4, 5, 2):
-            near |= np.roll(field, (dy, dx), (0, 1))
     for with_overlay, without in zip(videos["attention"], videos["none"]):
         diff = np.abs(with_overlay[:630, :480].astype(int) - without[:630, :480].astype(int)).max(-1)
-        assert np.median(diff[inside]) > 60
-        assert np.percentile(diff[~near], 99.9) < 25
-    panel = render.Panel(video_size(3)[0], render.Panel.width_for(3, NAMES), 3, NAMES)
-    panel_img = videos["attention"][5][:, 480:]
-    width = panel.bar_box(0)[3] - panel.bar_box(0)[2]
-    assert bar_fill(panel, panel_img, 2, render.TAKEN) >= width - 4
-    assert all(bar_fill(panel, panel_img, i, render.TRACK) >= width - 4 for i in (0, 1, 3))
+        assert np.median(diff[~grown(~field, 12)]) > 60
+        assert np.percentile(diff[~grown(field, 8)], 99.9) < 25
+    panel = videos["attention"][5][:, 480:]
+    bars = [row for row in panel if (np.abs(row.astype(int) - [255, 165, 30]).max(-1) < 40).sum() > 150]
+    assert bars  # a long orange bar: RIGHT, taken with probability 1
+
+
+# ----------------------------------------------------------------------------- end to end
 
 
 @pytest.mark.parametrize(
@@ -173,105 +153,132 @@ def test_forced_attention_and_policy_show_in_the_video(tiny_checkpoint, tmp_path
     ],
 )
 def test_each_overlay_end_to_end(tiny_checkpoint, tmp_path, overlay, extra):
-    out = tmp_path / "video.mp4"
+    out = tmp_path / "video"
     res = run_render("--checkpoint", tiny_checkpoint, "--out", out, "--overlay", overlay, "--max-steps", 8, *extra)
     assert res.returncode == 0, res.stderr
-    assert f"wrote {out}" in res.stdout and "score" in res.stdout
-    assert "filming" in res.stderr  # progress
-    frames = read_video(out)
+    (name,) = os.listdir(out)
+    assert f"wrote {out / name}" in res.stdout and "mean score" in res.stdout
     episodes, scale = (2, 2) if overlay == "none" else (1, 3)
-    assert len(frames) == 8 * episodes
-    assert frames[0].shape == (*video_size(scale), 3)
-    assert not [p for p in os.listdir(tmp_path) if "partial" in p]
+    frames = read_video(out / name)
+    assert len(frames) == 8 * episodes and frames[0].shape == (-(-210 * scale // 16) * 16, block_width(scale), 3)
 
 
-def test_default_output_goes_next_to_the_checkpoint_and_force_replaces_it(tiny_checkpoint):
-    out = os.path.join(os.path.dirname(tiny_checkpoint), "none_seed7.mp4")
-    with open(out, "wb") as f:
-        f.write(b"old video")
-    res = run_render("--checkpoint", tiny_checkpoint, "--overlay", "none", "--seed", 7, "--max-steps", 3, "--force")
-    assert res.returncode == 0, res.stderr
-    assert f"wrote {out}" in res.stdout
-    assert len(read_video(out)) == 3
+def test_side_by_side_video_and_headless_evaluation(tiny_checkpoint, second_checkpoint, tmp_path):
+    """Two agents, each its own game from the same seed: one video twice as wide, as long as the longer game;
+    the evaluation's scores are those of the play loop for the same seeds."""
+    argv = ["--checkpoint", tiny_checkpoint, second_checkpoint, "--no-cuda", "--episodes", "2", "--seed", "4"]
+    result = render_main([*argv, "--out", tmp_path / "v", "--json", tmp_path / "eval.json"])
+    frames = read_video(result["path"])
+    lengths = [[g["steps"] for g in agent["games"]] for agent in result["agents"]]
+    assert frames[0].shape == (640, 2 * block_width(3), 3)
+    assert len(frames) == sum(max(a, b) for a, b in zip(*lengths))
+    assert os.path.basename(result["path"]) == "side_by_side_attention_seed4.mp4"
+    saved = json.load(open(tmp_path / "eval.json"))
+    assert saved["agents"] == json.loads(json.dumps(result["agents"]))
+    for path, agent in zip((tiny_checkpoint, second_checkpoint), saved["agents"]):
+        model, meta = load_checkpoint(path)
+        for game in agent["games"]:
+            steps = list(play(model, meta["env_id"], seed=game["seed"]))
+            assert (game["score"], game["steps"]) == (steps[-1].score, len(steps))
+        scores = [g["score"] for g in agent["games"]]
+        assert agent["score_mean"] == pytest.approx(np.mean(scores)) and len(agent["attention_entropy_mean"]) == 2
+        assert agent["score_sd"] == pytest.approx(np.std(scores, ddof=1))
+    headless = render_main([*argv, "--no-video"])
+    assert headless["path"] is None and headless["agents"] == result["agents"]  # the video changes nothing
+
+
+def test_default_folder_and_force(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = render_main(["--checkpoint", tiny_checkpoint, "--overlay", "none", "--max-steps", 3, "--seed", 7])
+    folder = os.path.dirname(first["path"])
+    run_name = os.path.basename(os.path.dirname(tiny_checkpoint))
+    assert os.path.dirname(folder) == os.path.join("runs", run_name) and os.path.basename(folder).startswith("video__")
+    again = render_main(["--checkpoint", tiny_checkpoint, "--overlay", "none", "--max-steps", 2, "--seed", 7,
+                         "--out", folder, "--force"])  # fmt: skip
+    assert again["path"] == first["path"] and len(read_video(again["path"])) == 2
+
+
+def test_ctrl_c_keeps_a_decodable_video_of_what_was_filmed(tiny_checkpoint, tmp_path):
+    out = tmp_path / "v"
+    proc = subprocess.Popen(
+        [sys.executable, "render.py", "--checkpoint", tiny_checkpoint, "--out", str(out), "--episodes", "50"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    partial = out / "attention_seed1.mp4.partial.mp4"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (partial.exists() and partial.stat().st_size > 20000):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "stopped by Ctrl-C" in stdout and os.listdir(out) == ["attention_seed1.mp4"]
+    frames = read_video(out / "attention_seed1.mp4")
+    assert len(frames) > 10 and f"({len(frames)} frames" in stdout
 
 
 # ----------------------------------------------------------------------------- bad input
 
 
+@pytest.fixture(scope="module")
+def bad_files(tiny_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "run.pt").write_bytes(b"this is not a checkpoint")
+    (folder / "old.json").write_text("keep me")
+    pong = torch.load(tiny_checkpoint, weights_only=True)
+    pong["env_id"] = "PongNoFrameskip-v4"
+    torch.save(pong, folder / "pong.pt")
+    return folder
+
+
 BAD_INPUT = {  # case: (arguments, what the one line must say)
     "missing": (["--checkpoint", "/nonexistent/run.pt"], "does not exist"),
-    "corrupt": (["--checkpoint", "CORRUPT"], "not a readable checkpoint"),
-    "scale 0": (["--checkpoint", "TINY", "--scale", "0"], "--scale"),
-    "folder missing": (["--checkpoint", "TINY", "--out", "/nonexistent/dir/v.mp4"], "does not exist"),
-    "exists": (["--checkpoint", "TINY", "--out", "OUTDIR/old.mp4"], "--force"),
-    "baseline attention": (["--checkpoint", "BASELINE"], "no attention module"),
+    "corrupt": (["--checkpoint", "BAD/run.pt"], "not a readable checkpoint"),
+    "scale": (["--checkpoint", "TINY", "--scale", "1"], "--scale must be between 2 and 8"),
+    "episodes": (["--checkpoint", "TINY", "--episodes", "0"], "--episodes must be positive"),
+    "out is a file": (["--checkpoint", "TINY", "--out", "BAD/old.json"], "is a file"),
+    "json exists": (["--checkpoint", "TINY", "--json", "BAD/old.json"], "--force"),
+    "baseline attention": (
+        ["--checkpoint", "BASELINE", "--overlay", "attention"],
+        "use --overlay saliency --target action",
+    ),
+    "baseline tree": (["--checkpoint", "BASELINE", "--overlay", "tree"], "without attention"),
+    "two games": (["--checkpoint", "TINY", "BAD/pong.pt"], "different games"),
+    "mixed attention": (["--checkpoint", "TINY", "BASELINE", "--overlay", "attention"], "without attention"),
 }
 
 
-@pytest.fixture(scope="module")
-def bad_input_results(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path_factory):
-    """Every bad-input command, run at the same time (each spends seconds importing torch)."""
-    folder = tmp_path_factory.mktemp("bad")
-    (folder / "run.pt").write_bytes(b"this is not a checkpoint")
-    (folder / "old.mp4").write_bytes(b"keep me")
-    names = {"TINY": tiny_checkpoint, "BASELINE": tiny_baseline_checkpoint, "CORRUPT": folder / "run.pt"}
-    procs = {
-        case: subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "render.py")]
-            + [str(names.get(a, a)).replace("OUTDIR", str(folder)) for a in argv]
-            + ["--max-steps", "2"] * ("--max-steps" not in argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for case, (argv, _) in BAD_INPUT.items()
-    }
-    results = {case: (p.wait(timeout=120), p.stderr.read()) for case, p in procs.items()}
-    for p in procs.values():
-        p.stdout.close(), p.stderr.close()
-    return results, folder
-
-
 @pytest.mark.parametrize("case", BAD_INPUT)
-def test_bad_input_is_one_sentence(case, bad_input_results):
-    results, folder = bad_input_results
-    code, stderr = results[case]
-    assert code not in (0, None)
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and BAD_INPUT[case][1] in lines[0], stderr
-    assert "Traceback" not in stderr
-    assert sorted(os.listdir(folder)) == ["old.mp4", "run.pt"]  # nothing written, nothing overwritten
-    assert (folder / "old.mp4").read_bytes() == b"keep me"
+def test_bad_input_is_one_sentence(case, tiny_checkpoint, tiny_baseline_checkpoint, bad_files, capsys):
+    names = {"TINY": tiny_checkpoint, "BASELINE": tiny_baseline_checkpoint}
+    argv = [names.get(a, a.replace("BAD", str(bad_files))) for a in BAD_INPUT[case][0]]
+    before = sorted(os.listdir(bad_files))
+    with pytest.raises(SystemExit) as exit_:
+        render_main([*argv, "--max-steps", 2, "--out", bad_files / "fresh"] if "--out" not in argv else argv)
+    message = exit_.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message
+    assert BAD_INPUT[case][1] in message, message
+    assert sorted(os.listdir(bad_files)) == before and (bad_files / "old.json").read_text() == "keep me"
 
 
-@pytest.mark.parametrize(
-    "changes, expect",
-    [
-        (dict(scale=9), "--scale"),
-        (dict(fps=-1), "--fps"),
-        (dict(max_steps=0), "--max-steps"),
-        (dict(episodes=0), "--episodes"),
-        (dict(samples=0), "--samples"),
-        (dict(out="video.gif"), ".mp4"),
-        (dict(overlay="tree", checkpoint="BASELINE"), "no attention module"),
-        (dict(overlay="saliency", checkpoint="BASELINE"), "--target action or value"),
-    ],
-)
-def test_bad_settings_are_refused_before_anything_is_written(
-    changes, expect, tiny_checkpoint, tiny_baseline_checkpoint, tmp_path
-):
-    """The same ValueError that the command line turns into one line (shown above for a few cases)."""
-    changes = dict(changes, out=str(tmp_path / changes.get("out", "v.mp4")))
-    if changes.get("checkpoint") == "BASELINE":
-        changes["checkpoint"] = tiny_baseline_checkpoint
-    args = render.Args(**{"checkpoint": tiny_checkpoint, **changes})
-    with pytest.raises(ValueError, match=re.escape(expect)):
-        render.main(args)
-    assert not list(tmp_path.iterdir())
+def test_an_agent_without_attention_gets_a_working_default(tiny_baseline_checkpoint, tmp_path):
+    result = render_main(
+        ["--checkpoint", tiny_baseline_checkpoint, "--max-steps", 3, "--samples", 2, "--out", tmp_path]
+    )
+    assert os.path.basename(result["path"]) == "saliency-smoothgrad-action_seed1.mp4" and result["frames"] == 3
+    assert result["agents"][0]["attention_entropy_mean"] is None
 
 
 def test_unknown_overlay_is_a_usage_error(tiny_checkpoint):
     res = run_render("--checkpoint", tiny_checkpoint, "--overlay", "heatmap")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "heatmap" in res.stderr and "attention" in res.stderr  # names the choices
+
+
+def test_missing_checkpoint_as_a_process(tmp_path):
+    res = run_render("--checkpoint", tmp_path / "nope.pt")
+    assert res.returncode == 1 and res.stderr.strip() == f"error: checkpoint '{tmp_path / 'nope.pt'}' does not exist."
+    assert not os.path.exists(os.path.join(ROOT, "runs", "nope"))
+    shutil.rmtree(tmp_path)
