@@ -489,7 +489,10 @@ class Progress:
 def exit_on_bad_input(main, argv=None):
     """Run a script's `main(args)`: bad input ends with one sentence on stderr and exit 1, Ctrl-C with exit 130."""
     try:
-        return main(argv)
+        code = main(argv)
+        if code == 130:  # stopped by Ctrl-C and the work is saved: a late second Ctrl-C must not kill the exit
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return code
     except (ValueError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

@@ -1,10 +1,10 @@
 """Benchmark of render.py: agent steps per second written to the MP4, for each overlay.
 
-Everything `render.main` does is timed (load the checkpoint, play each game, replay and draw it,
-encode H.264), divided by the number of frames written. Without --checkpoint a tiny checkpoint is
-trained first (64 steps of Breakout): speed does not depend on how well the agent plays, but an
-untrained agent loses its games in ~150-250 steps, so several are played (each game costs ~0.3 s
-more: a seeded ALE reset reloads the ROM, and render.py resets twice per game).
+Everything `render.main` does is timed (load the checkpoint, play each game once, draw and encode
+H.264), divided by the number of frames written. Without --checkpoint a tiny checkpoint is trained
+first (64 steps of Breakout): speed does not depend on how well the agent plays, but an untrained
+agent loses its games in ~150-250 steps, so several are played (a seeded ALE reset reloads the ROM,
+~0.15 s a game).
 
     python benchmarks/bench_render.py
     python benchmarks/bench_render.py --checkpoint runs/<run_name>/run.pt
@@ -38,12 +38,12 @@ class Args:
     """--scale of the videos"""
 
 
-CASES = [  # (label, render settings, fast?)
-    ("attention", dict(overlay="attention"), True),
-    ("none", dict(overlay="none"), True),
-    ("tree", dict(overlay="tree"), True),
-    ("saliency gradient/action", dict(overlay="saliency", method="gradient", target="action"), True),
-    ("saliency smoothgrad/attention (50 samples)", dict(overlay="saliency", method="smoothgrad"), False),
+CASES = [  # (label, render flags, fast?)
+    ("attention", ["--overlay", "attention"], True),
+    ("none", ["--overlay", "none"], True),
+    ("tree", ["--overlay", "tree"], True),
+    ("saliency gradient/action", ["--overlay", "saliency", "--method", "gradient"], True),
+    ("saliency smoothgrad/action (50 samples)", ["--overlay", "saliency", "--method", "smoothgrad"], False),
 ]
 
 
@@ -52,13 +52,13 @@ def tiny_checkpoint(folder: str) -> str:
     return train(replace(args, runs_dir=folder, cuda=False))[0]
 
 
-def measure(checkpoint: str, out: str, settings: dict, games: int, max_steps: Optional[int], scale: int) -> tuple:
+def measure(checkpoint: str, out: str, settings: list, games: int, max_steps: Optional[int], scale: int) -> tuple:
     """(steps written, seconds) of one `render.main` call (imports excluded)."""
-    args = render.Args(checkpoint=checkpoint, out=out, force=True, scale=scale, episodes=games, **settings)
-    args.max_steps = max_steps
+    argv = ["--checkpoint", checkpoint, "--out", out, "--force", "--scale", str(scale), "--episodes", str(games)]
+    argv += ["--max-steps", str(max_steps)] if max_steps else []
     start = time.perf_counter()
-    _, played, _ = render.main(args)
-    return sum(n for _, n in played), time.perf_counter() - start
+    result = render.main(argv + settings)
+    return result["frames"], time.perf_counter() - start
 
 
 if __name__ == "__main__":
@@ -68,7 +68,7 @@ if __name__ == "__main__":
         rows = []
         for label, settings, fast in CASES:
             games, max_steps = (args.games, None) if fast else (1, args.slow_steps)
-            n, seconds = measure(checkpoint, os.path.join(folder, "bench.mp4"), settings, games, max_steps, args.scale)
+            n, seconds = measure(checkpoint, os.path.join(folder, "video"), settings, games, max_steps, args.scale)
             rows.append(f"| {label} | {n} | {seconds:.1f} | {n / seconds:.0f} |")
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(

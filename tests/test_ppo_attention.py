@@ -356,7 +356,8 @@ def test_play_reports_forced_fire_and_running_score(tiny_checkpoint):
 # ----------------------------------------------------------------------------- Ctrl-C and resume
 
 
-def test_second_ctrl_c_quits_at_once_with_one_line(tmp_path):
+def test_two_quick_ctrl_c_end_with_exit_130_and_no_traceback(tmp_path):
+    """Whether the second Ctrl-C lands before or after the save, the process exits 130 with no traceback."""
     proc = subprocess.Popen(
         [sys.executable, "ppo_attention.py", *TINY, "--total-timesteps", str(64 * 400), "--runs-dir", str(tmp_path)],
         cwd=ROOT,
@@ -371,7 +372,23 @@ def test_second_ctrl_c_quits_at_once_with_one_line(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1] == "stopped by Ctrl-C."
+
+
+def test_second_ctrl_c_during_the_save_quits_at_once_with_one_line(tmp_path, monkeypatch, capsys):
+    import ppo_attention
+
+    def second_ctrl_c(*a, **kw):  # Ctrl-C twice while the checkpoint is being written
+        os.kill(os.getpid(), signal.SIGINT)  # the first asks for a save and a stop
+        os.kill(os.getpid(), signal.SIGINT)  # the second quits at once
+        time.sleep(1)
+        raise AssertionError("the second Ctrl-C did not stop the save")
+
+    monkeypatch.setattr(ppo_attention, "save_checkpoint", second_ctrl_c)
+    argv = [*TINY, "--total-timesteps", "64", "--runs-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as stopped:
+        ppo_attention.exit_on_bad_input(ppo_attention.main, argv)
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "stopped by Ctrl-C."
 
 
 def test_ctrl_c_during_the_last_update_finishes_the_run(tmp_path, monkeypatch):
