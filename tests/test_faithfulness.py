@@ -1,0 +1,303 @@
+"""Tests of faithfulness.py: deletion and insertion on a network that sees one quadrant, the area under a curve,
+cascading randomisation, the sanity check's power to fail a map, the command line end to end, bad input."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from faithfulness import (
+    ALL_METHODS,
+    Args,
+    area_under_curve,
+    cascade,
+    explanation_maps,
+    main,
+    policy_curves,
+    relevance_ranks,
+    sanity_check,
+    spearman,
+)
+from ppo_attention import Agent, exit_on_bad_input, load_checkpoint
+from saliency import gaussian_blur, saliency_maps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYERS = ["actor+critic", "fc", "attention", "conv3", "conv2", "conv1"]
+TINY = [
+    "--states",
+    "4",
+    "--games",
+    "2",
+    "--samples",
+    "2",
+    "--stride",
+    "21",
+    "--sanity-states",
+    "2",
+    "--max-steps",
+    "60",
+]
+KEYS = {"deletion_kl_auc", "deletion_prob_auc", "insertion_prob_auc", "insertion_kl_auc", "seconds_per_state", "sanity"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """On 2 cores shared with other jobs, two torch threads make small passes ~10x slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cli(argv):
+    """The command line in this process, as `python faithfulness.py` runs it."""
+    return exit_on_bad_input(main, argv)
+
+
+def random_obs(batch, seed=0) -> torch.Tensor:
+    """Random uint8 observations (B, 4, 84, 84)."""
+    return torch.randint(0, 256, (batch, 4, 84, 84), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def agent(tiny_checkpoint):
+    return load_checkpoint(tiny_checkpoint)[0]
+
+
+# ----------------------------------------------------------------------------- deletion and insertion
+
+
+def quadrant_agent() -> Agent:
+    """A plain CNN that decides from conv3 unit (0, 0) alone, which sees input rows and columns 0 to 35."""
+    torch.manual_seed(0)
+    agent = Agent(4, attn_heads=0).eval()
+    with torch.no_grad():
+        seen = torch.zeros(64, 7, 7)
+        seen[:, 0, 0] = 1
+        agent.fc.weight *= seen.flatten()  # fc's 3136 inputs: channel, then row, then column
+        agent.actor.weight *= 3000  # rows of norm 0.01 -> 30: logits of several units, a policy far from uniform
+    return agent
+
+
+@pytest.mark.parametrize("baseline", ["blur", "black"])
+def test_a_map_of_what_the_network_sees_beats_random_and_random_beats_the_rest(baseline):
+    agent = quadrant_agent()
+    x = random_obs(24).float() / 255
+    base = gaussian_blur(x) if baseline == "blur" else torch.zeros_like(x)
+    with torch.no_grad():
+        p, q = agent(x)[0].softmax(-1), agent(base)[0].softmax(-1)
+    actions = p.argmax(-1)
+    drops = (p - q).gather(1, actions[:, None])[:, 0] > 0.3  # states whose action the baseline makes less likely
+    x, base, actions = x[drops][:4], base[drops][:4], actions[drops][:4]
+    p, q = p[drops][:4].gather(1, actions[:, None])[:, 0], q[drops][:4].gather(1, actions[:, None])[:, 0]
+    assert len(x) == 4
+    quadrant = torch.zeros(84, 84)
+    quadrant[:42, :42] = 1
+    maps = {"quadrant": quadrant, "random": torch.rand(84, 84, generator=torch.Generator().manual_seed(1))}
+    maps["other quadrants"] = 1 - quadrant
+    fractions = np.linspace(0, 1, 21)
+    area = {}
+    for name, m in maps.items():
+        ranks = relevance_ranks(m.expand(4, 84, 84), torch.Generator().manual_seed(0))
+        curves = policy_curves(agent, x, base, actions, ranks, fractions, chunk=64)
+        area[name] = {k: area_under_curve(c.mean(0), fractions) for k, c in curves.items()}
+        assert np.allclose(curves["deletion_kl"][:, 0], 0, atol=1e-5)  # nothing replaced yet
+        assert np.allclose(curves["insertion_kl"][:, -1], 0, atol=1e-5)  # everything restored
+        assert np.allclose(curves["deletion_prob"][:, 0], p, atol=1e-5) and np.allclose(
+            curves["insertion_prob"][:, 0], q, atol=1e-5
+        )
+        assert np.allclose(curves["deletion_prob"][:, -1], q, atol=1e-5)
+    quadrant, random, others = area["quadrant"], area["random"], area["other quadrants"]
+    assert quadrant["deletion_kl"] > random["deletion_kl"] > others["deletion_kl"]  # the policy moves away sooner
+    assert quadrant["deletion_prob"] < random["deletion_prob"] < others["deletion_prob"]
+    assert quadrant["insertion_prob"] > random["insertion_prob"] > others["insertion_prob"]  # comes back sooner
+    assert quadrant["insertion_kl"] < random["insertion_kl"] < others["insertion_kl"]
+
+
+def test_area_is_the_trapezoid_rule():
+    assert area_under_curve([1, 3, 0], [0, 0.25, 1]) == pytest.approx((1 + 3) / 2 * 0.25 + (3 + 0) / 2 * 0.75)
+    assert area_under_curve([[0, 1], [2, 2]], [0, 1]) == pytest.approx([0.5, 2])
+
+
+def test_places_are_ranked_most_relevant_first_and_ties_at_random():
+    m = torch.zeros(2, 84, 84)
+    m[0, 50:, 50:] = torch.arange(34 * 34).view(34, 34).float() + 1
+    ranks = relevance_ranks(m, torch.Generator().manual_seed(0))
+    assert torch.equal(ranks.sort(1).values, torch.arange(84 * 84).expand(2, -1))  # each row a permutation
+    assert ranks[0].view(84, 84)[83, 83] == 0 and ranks[0].view(84, 84)[50, 50] == 34 * 34 - 1
+    first = ranks[1] < 84 * 84 // 10  # a flat map: the first tenth is spread over the image, not the top rows
+    assert 0.05 < first.view(84, 84)[42:].float().mean() < 0.15
+
+
+# ----------------------------------------------------------------------------- sanity check
+
+
+def test_cascade_reinitialises_exactly_the_intended_layers_and_leaves_the_agent_alone(agent):
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    rng = torch.get_rng_state()
+    steps = cascade(agent, seed=3)
+    assert torch.equal(torch.get_rng_state(), rng)  # a fixed seed of its own; the global RNG is restored
+    assert [label for label, _ in steps] == LAYERS
+    expected = [{"actor", "critic"}, {"fc"}, {"attn_logits", "attn_hidden"}, {"conv3"}, {"conv2"}, {"conv1"}]
+    previous = agent.state_dict()
+    for (_, model), layers in zip(steps, expected):
+        now = model.state_dict()
+        assert {k.split(".")[0] for k in now if not torch.equal(now[k], previous[k])} == layers
+        for name in layers:  # the training script's layer_init: zero bias, orthogonal weights times std
+            layer = getattr(model, name)
+            std = {"actor": 0.01, "critic": 1.0}.get(name, 2**0.5)
+            assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+            singular_values = torch.linalg.svdvals(layer.weight.detach().flatten(1))
+            assert torch.allclose(singular_values, torch.full_like(singular_values, std), rtol=1e-4)
+        previous = now
+    assert all(torch.equal(v, agent.state_dict()[k]) for k, v in before.items())
+    again = cascade(agent, seed=3)[-1][1].state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in steps[-1][1].state_dict().items())
+    assert [label for label, _ in cascade(Agent(4, attn_heads=0), seed=3)] == [x for x in LAYERS if x != "attention"]
+
+
+def test_a_map_that_ignores_the_weights_fails_the_sanity_check_and_the_gradient_does_not(agent):
+    obs = random_obs(3)
+
+    def maps(model):
+        gradient = saliency_maps(model, obs, ("gradient",), action=torch.zeros(3, dtype=torch.long))["gradient"]
+        return {"the input image": obs.float().amax(1), "gradient": gradient.amax(1)}
+
+    result = sanity_check(agent, maps, seed=1)
+    assert result["the input image"] == pytest.approx(dict.fromkeys(LAYERS, 1.0))  # fails: it never changes
+    assert max(result["gradient"].values()) < 0.9  # a map of the model moves with the weights it explains
+
+
+def test_attention_keeps_correlation_one_above_the_attention_layers_and_random_is_redrawn(agent):
+    obs, actions = random_obs(2), torch.zeros(2, dtype=torch.long)
+    args = Args(checkpoint="", samples=2, stride=21)
+    redraws = torch.Generator().manual_seed(0)
+    result = sanity_check(
+        agent, lambda m: explanation_maps(m, obs, actions, ["attention", "random"], args, redraws)[0], 1
+    )
+    assert result["attention"]["actor+critic"] == result["attention"]["fc"] == 1.0  # by construction
+    assert all(abs(r) < 0.1 for r in result["random"].values())
+
+
+def test_spearman_of_absolute_values_matches_scipy_with_ties():
+    stats = pytest.importorskip("scipy.stats")
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-4, 5, (3, 84, 84), generator=g).float()  # many ties
+    b = a.abs() + 3 * torch.rand(3, 84, 84, generator=g)
+    expected = [stats.spearmanr(a[i].abs().flatten(), b[i].flatten()).statistic for i in range(3)]
+    assert spearman(a, b).tolist() == pytest.approx(expected, abs=1e-9)
+    assert spearman(a, -a).tolist() == pytest.approx([1, 1, 1])
+    assert spearman(a, torch.ones_like(a)).tolist() == [0, 0, 0]  # a constant map has no order: 0
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def test_end_to_end_writes_exactly_the_documented_json_a_csv_and_a_figure(tiny_checkpoint, tmp_path, capsys):
+    out = cli(["--checkpoint", tiny_checkpoint, *TINY, "--out", str(tmp_path / "o")])
+    with open(os.path.join(out, "faithfulness.json")) as f:
+        data = json.load(f)
+    assert set(data) == {"checkpoint", "env_id", "states", "baseline", "methods"}
+    assert (data["checkpoint"], data["env_id"], data["states"], data["baseline"]) == (
+        tiny_checkpoint,
+        "BreakoutNoFrameskip-v4",
+        4,
+        "blur",
+    )
+    assert list(data["methods"]) == list(ALL_METHODS)
+    for r in data["methods"].values():
+        assert set(r) == KEYS and list(r["sanity"]) == LAYERS
+        assert all(
+            isinstance(v, float) and np.isfinite(v) for v in [*(r[k] for k in KEYS - {"sanity"}), *r["sanity"].values()]
+        )
+    with open(os.path.join(out, "faithfulness.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [row["method"] for row in rows] == list(ALL_METHODS) and "sanity_conv1" in rows[0]
+    assert os.path.getsize(os.path.join(out, "faithfulness.png")) > 10000
+    assert "| random |" in capsys.readouterr().out
+
+
+def test_agent_without_attention_skips_attention_with_a_note(tiny_baseline_checkpoint, tmp_path, capsys):
+    argv = ["--checkpoint", tiny_baseline_checkpoint, *TINY, "--baseline", "black", "--out", str(tmp_path / "o")]
+    out = cli([*argv, "--method", "attention", "gradient", "random"])
+    with open(os.path.join(out, "faithfulness.json")) as f:
+        data = json.load(f)
+    assert list(data["methods"]) == ["gradient", "random"] and data["baseline"] == "black"
+    assert list(data["methods"]["gradient"]["sanity"]) == [x for x in LAYERS if x != "attention"]
+    assert "no attention module" in capsys.readouterr().out
+
+
+def test_ctrl_c_exits_130_and_leaves_no_empty_folder(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    import faithfulness
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(faithfulness, "play", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        cli(["--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "o")])
+    assert exit_.value.code == 130 and not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, tiny_checkpoint):
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    with open(tiny_checkpoint, "rb") as f:
+        (tmp / "trunc.pt").write_bytes(f.read()[:20000])
+    torch.save({"format_version": 1, "model": {}, "hook": print}, tmp / "code.pt")  # a pickled callable
+    (tmp / "a_file").write_text("")
+    (tmp / "used").mkdir()
+    (tmp / "used" / "faithfulness.json").write_text("keep me")
+    return tmp
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--checkpoint", "{tmp}/nope.pt"], "does not exist"),
+        (["--checkpoint", "{tmp}/garbage.pt"], "not a readable checkpoint"),
+        (["--checkpoint", "{tmp}/trunc.pt"], "not a readable checkpoint"),
+        (["--checkpoint", "{tmp}/code.pt"], "could run code"),
+        (["--states", "0"], "--states must be at least 1"),
+        (["--games", "0"], "--games must be at least 1"),
+        (["--steps", "10"], "--steps must be at least 20"),
+        (["--sanity-states", "-1"], "--sanity-states must be"),
+        (["--samples", "0"], "--samples must be at least 1"),
+        (["--stride", "0"], "--stride must be at least 1"),
+        (["--checkpoint", "{baseline}", "--method", "attention"], "no method is left"),
+        (["--out", "{tmp}/a_file/sub"], "cannot write"),
+        (["--out", "{tmp}/used"], "--force"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_writes_nothing(
+    tiny_checkpoint, tiny_baseline_checkpoint, bad_files, capsys, argv, words
+):
+    fresh = bad_files / "fresh"
+    argv = [a.format(tmp=bad_files, baseline=tiny_baseline_checkpoint) for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        cli(["--checkpoint", tiny_checkpoint, "--out", str(fresh), *argv])
+    message = exit_.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and words in message, message
+    assert len(message.splitlines()) == 1 and "Traceback" not in capsys.readouterr().err
+    assert not fresh.exists() and (bad_files / "used" / "faithfulness.json").read_text() == "keep me"
+
+
+def test_as_a_process_bad_input_exits_1_and_an_unknown_choice_2(tiny_checkpoint, tmp_path):
+    def run(*args):
+        script = os.path.join(ROOT, "faithfulness.py")
+        return subprocess.run(
+            [sys.executable, script, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+
+    proc = run("--checkpoint", "nope.pt")
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: checkpoint 'nope.pt' does not exist."
+    proc = run("--checkpoint", tiny_checkpoint, "--method", "occlusion", "--baseline", "grey")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "occlusion" in proc.stderr
+    assert "smoothgrad" in proc.stderr and not os.listdir(tmp_path)
