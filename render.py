@@ -5,14 +5,19 @@ attention on a fixed 0-1 scale per head, a saliency map, or the relevance tree) 
 score, value V(s), the policy as bars and the overlay's legend. One frame per agent step; 15 fps is
 real time. Several checkpoints of one game play side by side, each its own game from the same seed.
 Every run prints each game's score, mean and sd, and the mean attention entropy per head; `--no-video`
-only plays (a headless evaluation), `--json` writes the same numbers.
+only plays (a headless evaluation), `--json` writes the same numbers. `--tensorboard DIR` also writes a
+TensorBoard run of one agent's games for exploring them step by step (see `Explorer`).
 
     python render.py --checkpoint runs/<run_name>/run.pt
     python render.py --checkpoint checkpoints/a.pt checkpoints/b.pt --episodes 20 --no-video --json eval.json
+    python render.py --checkpoint runs/<run_name>/run.pt --episodes 2 --tensorboard runs/explore
 """
 
+import glob
 import json
+import math
 import os
+import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal, Optional
@@ -31,6 +36,7 @@ from ppo_attention import (
     attention_entropy,
     exit_on_bad_input,
     load_checkpoint,
+    make_writable_folder,
     output_folder,
     pick_device,
     play,
@@ -75,6 +81,10 @@ class Args:
     """each game pixel becomes scale x scale video pixels (2 to 8)"""
     cuda: bool = True
     """run the network on CUDA when it is available"""
+    tensorboard: Optional[str] = None
+    """also write a TensorBoard run of the games to this folder (one agent): images, scalars, projector"""
+    embed_masked: bool = False
+    """with --tensorboard: also put the 3136-d attention-masked features in the projector (besides fc)"""
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -305,6 +315,11 @@ def check_args(args: Args) -> None:
         raise ValueError("give at least one --checkpoint.")
     if args.json and os.path.exists(args.json) and not args.force:
         raise ValueError(f"'{args.json}' already exists; pass --force to replace it or choose another --json.")
+    if args.tensorboard and len(args.checkpoint) > 1:
+        raise ValueError("--tensorboard explores one agent: give one --checkpoint (and each agent its own folder).")
+    if args.tensorboard and glob.glob(os.path.join(args.tensorboard, "**", "*tfevents*"), recursive=True):
+        if not args.force:
+            raise ValueError(f"'{args.tensorboard}' already holds a TensorBoard run; add --force to replace it.")
 
 
 def make_overlay(args: Args, overlay: str, agent, meta: dict):
@@ -353,8 +368,9 @@ class Film:
 
     def draw(self, i: int, step, game: str) -> None:
         block = self.canvas[:, i * self.block_w : (i + 1) * self.block_w]
-        block[: FRAME_H * self.s, : FRAME_W * self.s] = self.overlays[i].draw(step)
+        block[: FRAME_H * self.s, : FRAME_W * self.s] = view = self.overlays[i].draw(step)
         block[:, FRAME_W * self.s :] = self.panels[i].render(step, game, self.overlays[i])
+        return view
 
     def game_over(self, i: int, score: float) -> None:
         """Dim agent i's last frame, which stays until the other games end."""
@@ -373,7 +389,65 @@ class Film:
             os.remove(self.path + ".partial.mp4")
 
 
-def play_round(args: Args, agents: list, env_id: str, e: int, film, stop, progress) -> list:
+# TensorBoard image scale; projector: thumbnail side, sprite side (TensorBoard allows 8192, torch builds it in
+# float64: ceil(sqrt(points)) x thumbnail <= SPRITE_PX, so 40 to 64 px), points (its t-SNE samples 10000)
+TB_SCALE, THUMB_PX, SPRITE_PX, MAX_POINTS = 2, 64, 4096, 10000
+
+
+class Explorer:
+    """The TensorBoard run of --tensorboard (one agent); tags `game<g>/...`, x = the agent step of game g.
+    Images: the video's game view (at TB_SCALE) and the attention if that is another overlay. Scalars:
+    V(s), each action's probability, reward, score, entropy per head. Projector (at close): each step's fc
+    (and masked) activations with a thumbnail of its frame and metadata; at most MAX_POINTS, evenly spread."""
+
+    def __init__(self, args: Args, meta: dict, kind: str, overlay):
+        from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to import
+
+        folder = args.tensorboard
+        if args.force:  # replace the run in this folder; runs in its sub-folders stay
+            for path in glob.glob(os.path.join(folder, "*tfevents*")) + glob.glob(os.path.join(folder, "projector_*")):
+                os.remove(path)
+            shutil.rmtree(os.path.join(folder, "00000"), ignore_errors=True)  # add_embedding's files
+        make_writable_folder(folder, "--tensorboard folder")
+        self.writer, self.args, self.overlay, self.points = SummaryWriter(folder), args, overlay, []
+        self.kind, self.names, self.heads = kind.replace("none", "frame"), meta["action_names"], meta["attn_heads"]
+        self.attention = AttentionOverlay(self.heads, TB_SCALE) if self.heads and kind != "attention" else None
+        settings = {"checkpoint": meta["path"], "agent": agent_title(meta), "game": meta["env_id"], **vars(args)}
+        self.writer.add_text("settings", "\n".join(f"- {k}: `{v}`" for k, v in settings.items()))
+
+    def add(self, e: int, step, view, entropy: np.ndarray) -> None:
+        """One step of game e: `view` is the video's drawing of it (None without video), entropy per head."""
+        images = {self.kind: self.overlay.draw(step) if view is None else view}
+        if self.attention:
+            images["attention"] = self.attention.draw(step)
+        for name, img in images.items():
+            img = cv2.resize(img, (FRAME_W * TB_SCALE, FRAME_H * TB_SCALE), interpolation=cv2.INTER_AREA)
+            self.writer.add_image(f"game{e + 1}/{name}", img, step.t, dataformats="HWC")
+        scalars = {"value": step.value, "reward": step.reward, "score": step.score}
+        scalars |= {f"policy/{n}": p for n, p in zip(self.names, step.probs)}
+        scalars |= {f"attention_entropy/head{h}": v for h, v in enumerate(entropy)}
+        for tag, v in scalars.items():
+            self.writer.add_scalar(f"game{e + 1}/{tag}", float(v), step.t)
+        row = [e + 1, step.t, self.names[step.action], f"{step.value:.4f}", f"{step.score:g}", f"{step.reward:g}"]
+        vectors = [step.acts[k][0].flatten().float().cpu() for k in ("fc", "masked")[: 1 + self.args.embed_masked]]
+        thumb = cv2.resize(step.frame, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA)
+        self.points.append((vectors, thumb, row + [f"{h:.4f}" for h in entropy]))
+
+    def close(self, games: list, progress) -> None:
+        scores = [f"- game {i + 1}, seed {g['seed']}: {g['score']:g} ({g['steps']} steps)" for i, g in enumerate(games)]
+        self.writer.add_text("scores", "\n".join(scores) or "no finished game")
+        keep = np.unique(np.linspace(0, len(self.points) - 1, min(len(self.points), MAX_POINTS)).round().astype(int))
+        points, t = [self.points[i] for i in keep], min(THUMB_PX, SPRITE_PX // max(math.ceil(math.sqrt(len(keep))), 1))
+        progress(f"writing the projector: {len(points)} of {len(self.points)} steps, {t} px thumbnails", done=True)
+        header = ["game", "step", "action", "value", "score", "reward"] + [f"entropy_h{h}" for h in range(self.heads)]
+        thumbs = torch.as_tensor(np.array([cv2.resize(p[1], (t, t), interpolation=cv2.INTER_AREA) for p in points]))
+        for k, tag in enumerate(("fc", "masked")[: 1 + self.args.embed_masked] if points else ()):
+            mat, rows = torch.stack([p[0][k] for p in points]), [p[2] for p in points]
+            self.writer.add_embedding(mat, rows, thumbs.permute(0, 3, 1, 2) / 255.0, tag=tag, metadata_header=header)
+        self.writer.close()
+
+
+def play_round(args: Args, agents: list, env_id: str, e: int, film, stop, progress, explorer=None) -> list:
     """Game e of every agent, from seed + e, filmed side by side: each game's record (seed, score, steps,
     mean attention entropy per head), or an empty list when Ctrl-C stopped the round."""
     seed, n = args.seed + e, len(agents)
@@ -383,8 +457,9 @@ def play_round(args: Args, agents: list, env_id: str, e: int, film, stop, progre
             if st is not None:
                 last[i] = st
                 entropies[i].append(attention_entropy(st.acts["attn_logits"].float())[0].cpu().numpy())
-                if film:
-                    film.draw(i, st, f"game {e + 1}/{args.episodes}, seed {seed}")
+                view = film.draw(i, st, f"game {e + 1}/{args.episodes}, seed {seed}") if film else None
+                if explorer:
+                    explorer.add(e, st, view, entropies[i][-1])
             elif not over[i] and film:
                 film.game_over(i, last[i].score)
             over[i] = st is None
@@ -429,17 +504,19 @@ def main(argv=None) -> dict:
         raise ValueError(f"the checkpoints play different games ({', '.join(m['env_id'] for m in metas)}).")
     kind = args.overlay or ("attention" if all(agent.attn_heads for agent in agents) else "saliency")
     overlays = [make_overlay(args, kind, agent, meta) for agent, meta in loaded]
-    games, film, progress = [[] for _ in loaded], None, Progress()
+    games, film, explorer, progress = [[] for _ in loaded], None, None, Progress()
     stop = StopRequest("finishing the video with the frames filmed so far")
     with output_folder(args.out, metas[0]["run_name"], "video", args.force) if args.video else nullcontext() as out:
         if out:
             name = kind + (f"-{args.method}-{args.target}" if kind == "saliency" else "")
             name = f"{'side_by_side_' if len(agents) > 1 else ''}{name}_seed{args.seed}.mp4"
             film = Film(os.path.join(out, name), args, metas, overlays)
+        if args.tensorboard:
+            explorer = Explorer(args, metas[0], kind, overlays[0])
         try:
             for e in range(args.episodes):
                 for agent_games, record in zip(
-                    games, play_round(args, agents, metas[0]["env_id"], e, film, stop, progress)
+                    games, play_round(args, agents, metas[0]["env_id"], e, film, stop, progress, explorer)
                 ):
                     agent_games.append(record)
                 if stop.requested:
@@ -448,6 +525,8 @@ def main(argv=None) -> dict:
             stop.restore()
             if film:
                 film.close()
+            if explorer:
+                explorer.close(games[0], progress)
     progress("played.", done=True)
     result = [summary(meta, g) for meta, g in zip(metas, games)]
     report(args, metas, result)
@@ -455,6 +534,9 @@ def main(argv=None) -> dict:
         print(
             f"wrote {film.path} ({film.frames} frames, {film.canvas.shape[1]}x{film.canvas.shape[0]}, {args.fps} fps)"
         )
+    if explorer:
+        print(f"wrote a TensorBoard run of {len(explorer.points)} steps; every image of it shows with:")
+        print(f"tensorboard --samples_per_plugin images=100000 --logdir {args.tensorboard}")
     if stop.requested:
         print("stopped by Ctrl-C: the video holds the frames filmed so far; only finished games are counted.")
         raise KeyboardInterrupt
