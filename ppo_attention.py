@@ -835,10 +835,11 @@ def train(args: Args) -> tuple:
                 saved_iteration = save(iteration)
             if time.time() - last_print >= 30 or iteration == args.num_iterations:
                 last_print = time.time()
-                eta, score = duration((total - global_step) / max(sps, 1)), np.mean(recent_scores or [np.nan])
+                eta = duration((total - global_step) / max(sps, 1))
+                score = f"{np.mean(recent_scores):.2f}" if recent_scores else "n/a (no game finished yet)"
                 entropy = f"{stats[-1]['attention_entropy'].item():.2f}" if args.attn_heads else "n/a"
                 print(f"step {global_step:,}/{total:,} | {sps} steps/s | elapsed {duration(last_print - start_time)}, "
-                      f"ETA {eta} | score (last {len(recent_scores)} games) {score:.2f} | attention entropy {entropy}")  # fmt: skip
+                      f"ETA {eta} | score (last {len(recent_scores)} games) {score} | attention entropy {entropy}")  # fmt: skip
             if stop.requested:  # Ctrl-C during the update: this iteration is complete and kept
                 break
 
