@@ -839,7 +839,7 @@ def train(args: Args) -> tuple:
                 score = f"{np.mean(recent_scores):.2f}" if recent_scores else "n/a (no game finished yet)"
                 entropy = f"{stats[-1]['attention_entropy'].item():.2f}" if args.attn_heads else "n/a"
                 print(f"step {global_step:,}/{total:,} | {sps} steps/s | elapsed {duration(last_print - start_time)}, "
-                      f"ETA {eta} | score (last {len(recent_scores)} games) {score} | attention entropy {entropy}")  # fmt: skip
+                      f"ETA {eta} | score (last {len(recent_scores)} games) {score} | attention entropy {entropy}", flush=True)  # fmt: skip
             if stop.requested:  # Ctrl-C during the update: this iteration is complete and kept
                 break
 
