@@ -204,7 +204,7 @@ def test_children_record_real_channel_numbers(agent, acts, observations, trees):
         best = z.clamp(min=0).topk(len(root["children"])).indices.tolist()
         assert [child["channel"] for child in root["children"]] == best
     channels = {n["channel"] for t in trees for n, _ in iter_nodes(t) if n["layer"] in ("attn_hidden", "conv3")}
-    assert max(channels) >= 4  # not the index within a top-k list (the seed's bug)
+    assert max(channels) >= 4  # not the index within a top-k list (a bug in rl-attention's code)
 
 
 def test_children_are_the_peaks_of_the_relevance_map(agent, acts, observations):
