@@ -366,7 +366,8 @@ class Film:
         self.writer = imageio.get_writer(path + ".partial.mp4", fps=args.fps, codec="libx264", macro_block_size=16,
                                          ffmpeg_log_level="error", ffmpeg_params=["-preset", "veryfast"])  # fmt: skip
 
-    def draw(self, i: int, step, game: str) -> None:
+    def draw(self, i: int, step, game: str) -> np.ndarray:
+        """Draw agent i's step into its block; return the game view (the overlay), for the explorer to reuse."""
         block = self.canvas[:, i * self.block_w : (i + 1) * self.block_w]
         block[: FRAME_H * self.s, : FRAME_W * self.s] = view = self.overlays[i].draw(step)
         block[:, FRAME_W * self.s :] = self.panels[i].render(step, game, self.overlays[i])
