@@ -34,7 +34,8 @@ import numpy as np
 import torch
 import tyro
 
-from ppo_attention import Progress, exit_on_bad_input, layer_init, load_checkpoint, output_folder, pick_device, play
+from play import Progress, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
+from ppo_attention import UsageError, layer_init
 from saliency import METHODS, check_options, collapse_frames, gaussian_blur, saliency_maps
 
 ALL_METHODS = (*METHODS, "random")
@@ -91,14 +92,14 @@ class Args:
 
 
 def check_args(args: Args) -> None:
-    """Reject a bad setting with one sentence (ValueError) before anything is loaded or written."""
+    """Reject a bad setting with one sentence (UsageError) before anything is loaded or written."""
     for name in ("states", "games", "max_steps"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     if args.steps < 20:
-        raise ValueError(f"--steps must be at least 20 (at most 5% of the places per step), got {args.steps}.")
+        raise UsageError(f"--steps must be at least 20 (at most 5% of the places per step), got {args.steps}.")
     if args.sanity_states < 0:
-        raise ValueError(f"--sanity-states must be 0 (no sanity check) or more, got {args.sanity_states}.")
+        raise UsageError(f"--sanity-states must be 0 (no sanity check) or more, got {args.sanity_states}.")
     check_options(None, "smoothgrad", "action", None, None, args.samples, 0.15, args.stride, args.chunk)
 
 
@@ -373,7 +374,7 @@ def main(argv=None) -> str:
         methods.remove("attention")
         print("note: this agent has no attention module (trained with --attn-heads 0); the attention map is skipped.")
     if not methods:
-        raise ValueError("no method is left to score; add --method gradient (or another one).")
+        raise UsageError("no method is left to score; add --method gradient (or another one).")
     device, progress = next(agent.parameters()).device, Progress()
     with output_folder(args.out, meta["run_name"], "faithfulness", args.force) as out:
         start = time.perf_counter()

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 import tyro
 
-from ppo_attention import Agent, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play_to
+from play import exit_on_bad_input, load_checkpoint, output_folder, pick_device, play_to
+from ppo_attention import Agent, UsageError
 
 LAYERS = ("attention", "attn_hidden", "conv3", "conv2", "conv1", "input")  # the tree's levels, top down
 MAX_DEPTH = len(LAYERS) - 1  # layers below the attention
@@ -148,7 +149,7 @@ def level_nodes(layer: str, channel, y, x, relevance) -> list:
     ]
 
 
-def descend(agent: Agent, acts: dict, layer: str, level: dict) -> tuple:
+def descend(agent: Agent, activations: dict, layer: str, level: dict) -> tuple:
     """Relevance under every node of `level`: (relevance (N, Cin, k, k), k, stride of the window).
 
     level: channel (N), y (N), x (N), r (N, C): the relevance of each of the node's channels
@@ -156,16 +157,16 @@ def descend(agent: Agent, acts: dict, layer: str, level: dict) -> tuple:
     """
     y, x, ch = level["y"], level["x"], level["channel"]
     if layer == "attention":  # logit_h = sum_c W[h, c] hid_c, and hid may be negative (ELU)
-        hid = acts["attn_hidden"][0, :, y, x].T  # (N, 512)
+        hid = activations["attn_hidden"][0, :, y, x].T  # (N, 512)
         weight = agent.attn_logits.weight[ch, :, 0, 0] * hid.sign()  # a w = |a| (w sign(a))
         return relevance_below(hid.abs(), weight, level["r"][:, 0]).view(-1, 512, 1, 1), 1, 1
     if layer == "attn_hidden":  # pre_c = sum_j W[c, j] features_j; ELU keeps the sign of pre_c
-        feats = acts["features"][0, :, y, x].T  # (N, 64), >= 0; the L2 norm cancels in the shares
-        sign = acts["attn_hidden"][0, ch, y, x].sign().unsqueeze(1)
+        feats = activations["features"][0, :, y, x].T  # (N, 64), >= 0; the L2 norm cancels in the shares
+        sign = activations["attn_hidden"][0, ch, y, x].sign().unsqueeze(1)
         weight = agent.attn_hidden.weight[ch, :, 0, 0] * sign  # (N, 64)
         return relevance_below(feats, weight, level["r"][:, 0]).view(-1, 64, 1, 1), 1, 1
     conv = getattr(agent, layer)
-    below, k, stride = acts[LAYERS[LAYERS.index(layer) + 1]][0], conv.kernel_size[0], conv.stride[0]
+    below, k, stride = activations[LAYERS[LAYERS.index(layer) + 1]][0], conv.kernel_size[0], conv.stride[0]
     patches = below.unfold(1, k, stride).unfold(2, k, stride)  # a view (Cin, H, W, k, k): every window
     window = patches[:, y, x].transpose(0, 1).reshape(len(y), -1)  # (N, Cin*k*k), the weight's order
     weight = conv.weight.flatten(1)  # (Cout, Cin*k*k)
@@ -198,28 +199,28 @@ def pick_children(level: dict, rel: torch.Tensor, k: int, stride: int, n: int, t
 
 @torch.no_grad()
 def build_tree(
-    agent: Agent, obs, roots: int = 2, children: int = 3, depth: int = MAX_DEPTH, *, threshold=0.1, acts=None
+    agent: Agent, obs, roots: int = 2, children: int = 3, depth: int = MAX_DEPTH, *, threshold=0.1, activations=None
 ):
     """The relevance tree of one observation: a list of root nodes (see the module docstring).
 
-    obs: (4, 84, 84) or (1, 4, 84, 84) uint8. acts: `agent.activations(obs)` if already computed.
-    Works wherever the agent is (CPU or CUDA); the nodes are plain Python. ValueError for bad sizes.
+    obs: (4, 84, 84) or (1, 4, 84, 84) uint8. activations: `agent.activations(obs)` if already computed.
+    Works wherever the agent is (CPU or CUDA); the nodes are plain Python. UsageError for bad sizes.
     """
     check_sizes(roots, children, depth, threshold)
     if agent.attn_heads == 0:
-        raise ValueError("this agent has no attention module (trained with --attn-heads 0), so it has no tree.")
+        raise UsageError("this agent has no attention module (trained with --attn-heads 0), so it has no tree.")
     obs = torch.as_tensor(obs, device=agent.conv1.weight.device).reshape(1, 4, 84, 84)
-    acts = dict(agent.activations(obs) if acts is None else acts)
-    acts["input"] = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
+    activations = dict(agent.activations(obs) if activations is None else activations)
+    activations["input"] = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
 
-    heads = acts["attention"][0].float()  # (H, 7, 7)
+    heads = activations["attention"][0].float()  # (H, 7, 7)
     values, index, valid = find_peaks(heads, roots, threshold)
     head, slot = valid.nonzero(as_tuple=True)
     value, place = values[head, slot], index[head, slot]
     level = dict(channel=head, y=place // 7, x=place % 7, r=value.unsqueeze(1))
     tree = parents = level_nodes("attention", head, level["y"], level["x"], value)
     for layer, child_layer in zip(LAYERS[:depth], LAYERS[1 : depth + 1]):
-        rel, k, stride = descend(agent, acts, layer, level)
+        rel, k, stride = descend(agent, activations, layer, level)
         level = pick_children(level, rel, k, stride, children, threshold)
         nodes = level_nodes(child_layer, level["channel"], level["y"], level["x"], level["r"].sum(1))
         for node, p in zip(nodes, level["parent"].tolist()):
@@ -229,13 +230,13 @@ def build_tree(
 
 
 def check_sizes(roots: int, children: int, depth: int, threshold: float) -> None:
-    """ValueError (one sentence) for sizes the tree cannot have."""
+    """UsageError (one sentence) for sizes the tree cannot have."""
     if roots <= 0 or children <= 0:
-        raise ValueError(f"--roots and --children must be positive, got {roots} and {children}.")
+        raise UsageError(f"--roots and --children must be positive, got {roots} and {children}.")
     if not 0 <= depth <= MAX_DEPTH:
-        raise ValueError(f"--depth must be between 0 and {MAX_DEPTH} ({', '.join(LAYERS[1:])}), got {depth}.")
+        raise UsageError(f"--depth must be between 0 and {MAX_DEPTH} ({', '.join(LAYERS[1:])}), got {depth}.")
     if not 0 <= threshold < 1:
-        raise ValueError(f"--threshold must be at least 0 and below 1, got {threshold}.")
+        raise UsageError(f"--threshold must be at least 0 and below 1, got {threshold}.")
 
 
 def iter_nodes(tree: list):
@@ -265,14 +266,14 @@ def save_tree(path: str, tree: list, **info) -> None:
 
 
 def load_tree(path: str) -> tuple:
-    """(tree, metadata) from a file written by save_tree; ValueError for anything else."""
+    """(tree, metadata) from a file written by save_tree; UsageError for anything else."""
     try:
         with open(path) as f:
             doc = json.load(f)
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read the tree file '{path}': {e}.") from None
+        raise UsageError(f"cannot read the tree file '{path}': {e}.") from None
     if not isinstance(doc, dict) or doc.get("format_version") != TREE_FORMAT or "tree" not in doc:
-        raise ValueError(f"'{path}' is not a relevance tree written by relevance_tree.py.")
+        raise UsageError(f"'{path}' is not a relevance tree written by relevance_tree.py.")
     tree = doc.pop("tree")
     return tree, doc
 
@@ -342,13 +343,13 @@ def main(argv=None) -> str:
     check_sizes(args.roots, args.children, args.depth, args.threshold)
     steps = sorted(set(args.steps))
     if not steps or steps[0] < 0:
-        raise ValueError(f"--steps must be one or more numbers >= 0, got {list(args.steps)}.")
+        raise UsageError(f"--steps must be one or more numbers >= 0, got {list(args.steps)}.")
     device = pick_device(args.cuda)
     if device.type == "cpu":
         torch.set_num_threads(1)  # tiny tensors: one thread is faster than two
     agent, meta = load_checkpoint(args.checkpoint, device)
     if agent.attn_heads == 0:
-        raise ValueError(f"'{args.checkpoint}' holds an agent without attention (--attn-heads 0): it has no tree.")
+        raise UsageError(f"'{args.checkpoint}' holds an agent without attention (--attn-heads 0): it has no tree.")
     names = meta["action_names"]
     with output_folder(args.out, meta["run_name"], "tree", args.force) as out:
         kept, _ = play_to(agent, meta["env_id"], steps, args.seed, args.greedy)

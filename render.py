@@ -30,17 +30,8 @@ import torch
 import tyro
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-from ppo_attention import (
-    Progress,
-    StopRequest,
-    attention_entropy,
-    exit_on_bad_input,
-    load_checkpoint,
-    make_writable_folder,
-    output_folder,
-    pick_device,
-    play,
-)
+from play import Progress, exit_on_bad_input, load_checkpoint, make_writable_folder, output_folder, pick_device, play
+from ppo_attention import StopRequest, UsageError, attention_entropy
 from relevance_tree import LAYER_COLOURS, build_tree, iter_nodes, node_strength
 from saliency import collapse_frames, paint_attention, saliency_map
 
@@ -92,7 +83,15 @@ class Args:
 FRAME_H, FRAME_W = 210, 160  # the game frame; the 84x84 observation is a resize of all of it
 ROWS = ((np.arange(FRAME_H) + 0.5) * 84 / FRAME_H).astype(int)  # the input pixel under each frame pixel
 COLS = ((np.arange(FRAME_W) + 0.5) * 84 / FRAME_W).astype(int)
-HEAD_COLOURS = np.array([[255, 150, 30], [60, 200, 255], [255, 90, 230], [140, 255, 90]], np.float32)
+FIRST_HEAD_COLOURS = [(255, 150, 30), (60, 200, 255), (255, 90, 230), (140, 255, 90)]
+
+
+def head_colours(heads: int) -> np.ndarray:
+    """(heads, 3) RGB, one colour per attention head: four chosen ones, then hues spaced by the golden angle."""
+    more = [matplotlib.colors.hsv_to_rgb(((0.1 + 0.382 * k) % 1, 0.7, 1)) * 255 for k in range(max(heads - 4, 0))]
+    return np.array(FIRST_HEAD_COLOURS[:heads] + [tuple(c) for c in more], np.float32).reshape(heads, 3)
+
+
 BACKGROUND, TEXT, DIM, TRACK, BAR, TAKEN = "#121218", "#ebebeb", "#9a9aa6", "#32323c", "#5a82c8", "#ffa51e"
 TEXT_RGB = (235, 235, 235)
 FONT = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
@@ -125,18 +124,18 @@ class AttentionOverlay:
     strongest region (where its painted mass reaches half its maximum), its 7x7 map in the panel."""
 
     def __init__(self, heads: int, s: int):
-        self.heads, self.s = heads, s
+        self.heads, self.s, self.colours = heads, s, head_colours(heads)
 
     def draw(self, step) -> np.ndarray:
         painted = on_frame(paint_attention(torch.as_tensor(step.attention)[None])[0].numpy())  # (H, 210, 160)
         owner = painted.argmax(0)  # where heads overlap, the stronger one colours the pixel
-        view = upscale(tint(step.frame, HEAD_COLOURS[owner], 0.8 * painted.max(0).clip(0, 1)), self.s)
+        view = upscale(tint(step.frame, self.colours[owner], 0.8 * painted.max(0).clip(0, 1)), self.s)
         taken = []  # label positions so far: a head's label moves down past the others
         for h in range(self.heads):
             strong = upscale((painted[h] >= 0.5 * painted[h].max()).astype(np.uint8), self.s)
             strong = cv2.erode(strong, np.ones((2 * h * (self.s + 2) + 1,) * 2, np.uint8))  # nested when heads agree
             contours, _ = cv2.findContours(strong, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            colour = tuple(int(v) for v in HEAD_COLOURS[h])
+            colour = tuple(int(v) for v in self.colours[h])
             cv2.drawContours(view, contours, -1, (0, 0, 0), self.s + 2)
             cv2.drawContours(view, contours, -1, colour, max(self.s - 1, 2))
             x, y, _, _ = cv2.boundingRect(np.concatenate(contours))
@@ -148,19 +147,20 @@ class AttentionOverlay:
         return view
 
     def legend(self, panel, step) -> None:
-        cell, y0 = 3 * self.s, panel.y
-        for h in range(self.heads):  # the raw 7x7 map of each head, same fixed scale
-            x0 = panel.pad + h * (7 * cell + 3 * panel.pad)
-            rgb = HEAD_COLOURS[h] * np.clip(step.attention[h], 0, 1)[..., None]  # (7, 7, 3)
+        cell, per_row = 3 * self.s, 3  # the raw 7x7 map of each head, same fixed scale, 3 to a row
+        for h in range(self.heads):
+            x0 = panel.pad + h % per_row * (7 * cell + 3 * panel.pad)
+            y0 = panel.y + h // per_row * (2 * panel.line + 7 * cell + 4)
+            rgb = self.colours[h] * np.clip(step.attention[h], 0, 1)[..., None]  # (7, 7, 3)
             inset = Image.fromarray(rgb.astype(np.uint8)).resize((7 * cell, 7 * cell), Image.NEAREST)
             panel.img.paste(inset, (x0, y0 + panel.line))
             panel.draw.rectangle((x0 - 1, y0 + panel.line - 1, x0 + 7 * cell, y0 + panel.line + 7 * cell), outline=DIM)
-            panel.draw.text((x0, y0), f"head {h}", font=panel.font, fill=tuple(int(v) for v in HEAD_COLOURS[h]))
-            entropy = float(attention_entropy(step.acts["attn_logits"][:, h : h + 1].float())[0, 0])
+            panel.draw.text((x0, y0), f"head {h}", font=panel.font, fill=tuple(int(v) for v in self.colours[h]))
+            entropy = float(attention_entropy(step.activations["attn_logits"][:, h : h + 1].float())[0, 0])
             panel.draw.text((x0, y0 + panel.line + 7 * cell + 2), f"H = {entropy:.2f}", font=panel.small, fill=DIM)
-        panel.y = y0 + 2 * panel.line + 7 * cell + 4
+        panel.y += -(-self.heads // per_row) * (2 * panel.line + 7 * cell + 4)
         panel.colour_bar(
-            [(f"head {h}", [HEAD_COLOURS[h] * t for t in np.linspace(0, 1, 32)]) for h in range(self.heads)], "0", "1"
+            [(f"head {h}", [self.colours[h] * t for t in np.linspace(0, 1, 32)]) for h in range(self.heads)], "0", "1"
         )
         panel.lines(
             ["brightness: the share of a head's", "attention on the regions that", "contain a pixel (1 = all of it)"]
@@ -196,7 +196,7 @@ class TreeOverlay:
         self.agent, self.s = agent, s
 
     def draw(self, step) -> np.ndarray:
-        tree = build_tree(self.agent, step.obs, acts=step.acts)
+        tree = build_tree(self.agent, step.obs, activations=step.activations)
         strength, s = node_strength(tree), self.s
         layer = Image.new("RGBA", (FRAME_W * s, FRAME_H * s))
         draw = ImageDraw.Draw(layer)
@@ -303,30 +303,30 @@ class Panel:
 
 
 def check_args(args: Args) -> None:
-    """Reject bad numbers with one sentence (ValueError) before anything is loaded or written."""
+    """Reject bad numbers with one sentence (UsageError) before anything is loaded or written."""
     if not 2 <= args.scale <= 8:
-        raise ValueError(f"--scale must be between 2 and 8, got {args.scale}.")
+        raise UsageError(f"--scale must be between 2 and 8, got {args.scale}.")
     for name in ("fps", "episodes", "samples"):
         if getattr(args, name) <= 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(args, name)}.")
+            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}.")
     if args.max_steps is not None and args.max_steps <= 0:
-        raise ValueError(f"--max-steps must be positive, got {args.max_steps}.")
+        raise UsageError(f"--max-steps must be positive, got {args.max_steps}.")
     if not args.checkpoint:
-        raise ValueError("give at least one --checkpoint.")
+        raise UsageError("give at least one --checkpoint.")
     if args.json and os.path.exists(args.json) and not args.force:
-        raise ValueError(f"'{args.json}' already exists; pass --force to replace it or choose another --json.")
+        raise UsageError(f"'{args.json}' already exists; pass --force to replace it or choose another --json.")
     if args.tensorboard and len(args.checkpoint) > 1:
-        raise ValueError("--tensorboard explores one agent: give one --checkpoint (and each agent its own folder).")
+        raise UsageError("--tensorboard explores one agent: give one --checkpoint (and each agent its own folder).")
     if args.tensorboard and glob.glob(os.path.join(args.tensorboard, "**", "*tfevents*"), recursive=True):
         if not args.force:
-            raise ValueError(f"'{args.tensorboard}' already holds a TensorBoard run; add --force to replace it.")
+            raise UsageError(f"'{args.tensorboard}' already holds a TensorBoard run; add --force to replace it.")
 
 
 def make_overlay(args: Args, overlay: str, agent, meta: dict):
-    """The overlay to draw for one agent; ValueError (one sentence) when it cannot be drawn for it."""
+    """The overlay to draw for one agent; UsageError (one sentence) when it cannot be drawn for it."""
     needs_attention = overlay in ("attention", "tree") or (overlay == "saliency" and args.target == "attention")
     if needs_attention and agent.attn_heads == 0:
-        raise ValueError(
+        raise UsageError(
             f"'{meta['path']}' holds an agent without attention (--attn-heads 0), so it has no {overlay} "
             f"{'target' if overlay == 'saliency' else 'overlay'}; use --overlay saliency --target action, or --overlay none."
         )
@@ -430,7 +430,9 @@ class Explorer:
         for tag, v in scalars.items():
             self.writer.add_scalar(f"game{e + 1}/{tag}", float(v), step.t)
         row = [e + 1, step.t, self.names[step.action], f"{step.value:.4f}", f"{step.score:g}", f"{step.reward:g}"]
-        vectors = [step.acts[k][0].flatten().float().cpu() for k in ("fc", "masked")[: 1 + self.args.embed_masked]]
+        vectors = [
+            step.activations[k][0].flatten().float().cpu() for k in ("fc", "masked")[: 1 + self.args.embed_masked]
+        ]
         thumb = cv2.resize(step.frame, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA)
         self.points.append((vectors, thumb, row + [f"{h:.4f}" for h in entropy]))
 
@@ -457,7 +459,7 @@ def play_round(args: Args, agents: list, env_id: str, e: int, film, stop, progre
         for i, st in enumerate(steps):
             if st is not None:
                 last[i] = st
-                entropies[i].append(attention_entropy(st.acts["attn_logits"].float())[0].cpu().numpy())
+                entropies[i].append(attention_entropy(st.activations["attn_logits"].float())[0].cpu().numpy())
                 view = film.draw(i, st, f"game {e + 1}/{args.episodes}, seed {seed}") if film else None
                 if explorer:
                     explorer.add(e, st, view, entropies[i][-1])
@@ -502,7 +504,7 @@ def main(argv=None) -> dict:
     loaded = [load_checkpoint(c, device) for c in args.checkpoint]
     agents, metas = [agent for agent, _ in loaded], [meta for _, meta in loaded]
     if len({m["env_id"] for m in metas}) > 1:
-        raise ValueError(f"the checkpoints play different games ({', '.join(m['env_id'] for m in metas)}).")
+        raise UsageError(f"the checkpoints play different games ({', '.join(m['env_id'] for m in metas)}).")
     kind = args.overlay or ("attention" if all(agent.attn_heads for agent in agents) else "saliency")
     overlays = [make_overlay(args, kind, agent, meta) for agent, meta in loaded]
     games, film, explorer, progress = [[] for _ in loaded], None, None, Progress()
@@ -523,7 +525,6 @@ def main(argv=None) -> dict:
                 if stop.requested:
                     break
         finally:
-            stop.restore()
             if film:
                 film.close()
             if explorer:

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 import tyro
 
-from ppo_attention import Agent, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play_to
+from play import exit_on_bad_input, load_checkpoint, output_folder, pick_device, play_to
+from ppo_attention import Agent, UsageError
 
 METHODS = ("attention", "gradient", "smoothgrad", "vargrad", "perturbation")
 TARGETS = ("action", "value", "attention")
@@ -85,26 +86,26 @@ class Args:
 
 
 def check_options(agent: Optional[Agent], method, target, head, action, samples, noise, stride, chunk) -> None:
-    """Raise ValueError (one sentence) for a setting the maps cannot be computed with (agent None: skip its checks)."""
+    """Raise UsageError (one sentence) for a setting the maps cannot be computed with (agent None: skip its checks)."""
     if method not in METHODS:
-        raise ValueError(f"unknown method '{method}'; choose from {', '.join(METHODS)}.")
+        raise UsageError(f"unknown method '{method}'; choose from {', '.join(METHODS)}.")
     if target not in TARGETS:
-        raise ValueError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}.")
+        raise UsageError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}.")
     for name, value in (("samples", samples), ("stride", stride), ("chunk", chunk)):
         if value < 1:
-            raise ValueError(f"--{name} must be at least 1, got {value}.")
+            raise UsageError(f"--{name} must be at least 1, got {value}.")
     if not noise >= 0 or math.isinf(noise):  # also rejects NaN
-        raise ValueError(f"--noise must be a finite number >= 0, got {noise}.")
+        raise UsageError(f"--noise must be a finite number >= 0, got {noise}.")
     if agent is None:
         return
     if agent.attn_heads == 0 and "attention" in (method, target):
         what = "attention map" if method == "attention" else "attention target; use --target action or value"
-        raise ValueError(f"this agent has no attention module (trained with --attn-heads 0), so it has no {what}.")
+        raise UsageError(f"this agent has no attention module (trained with --attn-heads 0), so it has no {what}.")
     if head is not None and not 0 <= head < max(agent.attn_heads, 1):
-        raise ValueError(f"--head {head} is out of range; this agent has {agent.attn_heads} attention head(s).")
+        raise UsageError(f"--head {head} is out of range; this agent has {agent.attn_heads} attention head(s).")
     actions = [] if action is None else torch.as_tensor(action).flatten().tolist()
     if any(not 0 <= a < agent.n_actions for a in actions):
-        raise ValueError(f"--action {action} is out of range; this game has actions 0 to {agent.n_actions - 1}.")
+        raise UsageError(f"--action {action} is out of range; this game has actions 0 to {agent.n_actions - 1}.")
 
 
 def paint_attention(attention: torch.Tensor) -> torch.Tensor:
@@ -133,17 +134,19 @@ def as_float_input(agent: Agent, obs) -> torch.Tensor:
     return x.to(weight.dtype).div(255.0) if x.dtype == torch.uint8 else x.to(weight.dtype)
 
 
-def gradient_target(acts: dict, target: str, heads: list, peak: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+def gradient_target(
+    activations: dict, target: str, heads: list, peak: torch.Tensor, action: torch.Tensor
+) -> torch.Tensor:
     """The scalar each gradient method differentiates, one per row: (N,).
 
     peak: (N, H) index in 0..48 of each head's peak on the clean input; action: (N,) action index.
     A softmax map sums to 1 whatever the input, so `attention` uses log A_h[peak_h], not the plain sum.
     """
     if target == "value":
-        return acts["value"][:, 0]
+        return activations["value"][:, 0]
     if target == "action":
-        return acts["logits"].gather(1, action[:, None])[:, 0]
-    log_attention = F.log_softmax(acts["attn_logits"].flatten(2), dim=-1)  # (N, H, 49)
+        return activations["logits"].gather(1, action[:, None])[:, 0]
+    log_attention = F.log_softmax(activations["attn_logits"].flatten(2), dim=-1)  # (N, H, 49)
     return log_attention.gather(2, peak[:, :, None])[:, heads, 0].sum(1)
 
 
@@ -165,7 +168,9 @@ def gradient_moments(agent, x, target, heads, peak, action, samples, noise, chun
             noisy += noise * torch.randn(noisy.shape, generator=generator, device=x.device)
         noisy.requires_grad_(True)
         with torch.enable_grad():
-            score = gradient_target(agent.activations(noisy), target, heads, peak[obs_of_row], action[obs_of_row])
+            score = gradient_target(
+                agent.activations(noisy, check=False), target, heads, peak[obs_of_row], action[obs_of_row]
+            )
             (grad,) = torch.autograd.grad(score.sum(), noisy)
         grad = grad.double()
         total.index_add_(0, obs_of_row, grad)
@@ -210,13 +215,13 @@ def upsample_grid(scores: torch.Tensor, stride: int, size: int = 84) -> torch.Te
     return interp @ scores @ interp.T
 
 
-def perturbation_outputs(acts: dict, target: str, heads: list) -> torch.Tensor:
+def perturbation_outputs(activations: dict, target: str, heads: list) -> torch.Tensor:
     """The vector f whose change 1/2 ||f(I) - f(I')||^2 perturbation scores: (N, K)."""
     if target == "value":
-        return acts["value"]
+        return activations["value"]
     if target == "action":
-        return acts["logits"]
-    return acts["attention"][:, heads].flatten(1)
+        return activations["logits"]
+    return activations["attention"][:, heads].flatten(1)
 
 
 @torch.inference_mode()
@@ -231,7 +236,7 @@ def perturbation_saliency(agent, x, target, heads, stride, chunk) -> torch.Tenso
         rows = torch.arange(start, min(start + chunk, B * P), device=x.device)
         b, p = rows // P, rows % P
         perturbed = x[b] + masks[p] * change[b]  # (C, 4, 84, 84): same mask on the 4 stacked frames
-        out = perturbation_outputs(agent.activations(perturbed), target, heads)
+        out = perturbation_outputs(agent.activations(perturbed, check=False), target, heads)
         scores[rows] = 0.5 * (out - clean[b]).pow(2).sum(1)
     return upsample_grid(scores.view(B, math.isqrt(P), math.isqrt(P)), stride)
 
@@ -259,7 +264,7 @@ def saliency_maps(
     fraction of [0, 1]; both come from the same copies. stride: perturbation grid in px. chunk:
     copies per forward pass. signed: the signed gradient / mean gradient instead of its absolute
     value. generator: torch.Generator for the noise (the global RNG when None).
-    Raises ValueError with one sentence for a bad setting.
+    Raises UsageError with one sentence for a bad setting.
     """
     for method in methods:
         check_options(agent, method, target, head, action, samples, noise, stride, chunk)
@@ -339,7 +344,7 @@ def main(argv=None) -> str:
     args = tyro.cli(Args, args=argv)
     steps = sorted(set(args.steps))
     if not steps or steps[0] < 0:
-        raise ValueError(f"--steps must be one or more numbers >= 0, got {list(args.steps)}.")
+        raise UsageError(f"--steps must be one or more numbers >= 0, got {list(args.steps)}.")
     options = (args.target, args.head, args.action, args.samples, args.noise, args.stride, args.chunk)
     for method in args.method or METHODS:  # the settings are checked before anything is loaded or played
         check_options(None, method, *options)

@@ -19,7 +19,8 @@ import torch
 import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ppo_attention import Agent, load_checkpoint, make_env  # noqa: E402
+from play import load_checkpoint, make_env  # noqa: E402
+from ppo_attention import Agent  # noqa: E402
 from relevance_tree import build_tree, iter_nodes  # noqa: E402
 
 
@@ -74,7 +75,7 @@ if __name__ == "__main__":
         start_cpu = time.process_time()
         full += time_ms(lambda o=obs: build_tree(agent, o), args.repeats)
         cpu.append((time.process_time() - start_cpu) * 1e3 / args.repeats)
-        given += time_ms(lambda o=obs, a=acts: build_tree(agent, o, acts=a), args.repeats)
+        given += time_ms(lambda o=obs, a=acts: build_tree(agent, o, activations=a), args.repeats)
         with torch.no_grad():
             forward += time_ms(lambda o=obs: agent.activations(o), args.repeats)
         nodes.append(sum(1 for _ in iter_nodes(build_tree(agent, obs))))

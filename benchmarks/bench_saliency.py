@@ -21,7 +21,8 @@ import torch
 import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ppo_attention import Agent, load_checkpoint, make_env  # noqa: E402
+from play import load_checkpoint, make_env  # noqa: E402
+from ppo_attention import Agent  # noqa: E402
 from saliency import METHODS, saliency_map  # noqa: E402
 
 

@@ -23,7 +23,8 @@ import torch
 import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ppo_attention import Agent, Args, make_vector_env, native_bf16, pick_device, ppo_losses, train  # noqa: E402
+from play import pick_device  # noqa: E402
+from ppo_attention import Agent, Args, make_vector_env, ppo_losses, resolve_precision, train  # noqa: E402
 
 
 @dataclass
@@ -93,7 +94,9 @@ def bench_update(b: BenchArgs, device, bf16: bool, size: int = 256, repeats: int
     times = []
     for i in range(repeats + 2):  # two warm-up steps
         start = time.perf_counter()
-        loss, _ = ppo_losses(agent, mb, Args(), bf16)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            _, newlogprob, entropy, newvalue, attn_entropy = agent.get_action_and_value(mb["obs"], mb["actions"])
+        loss, _ = ppo_losses(newlogprob, entropy, newvalue, attn_entropy, mb, Args())
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5)
@@ -113,7 +116,7 @@ if __name__ == "__main__":
     print(
         f"{b.env_id}, {b.num_envs} envs, attn_heads={b.attn_heads}, {device} ({cpu}, {os.cpu_count()} CPUs), torch {torch.__version__}"
     )
-    precisions = [p for p in b.precisions if p == "fp32" or native_bf16(device)]
+    precisions = [p for p in b.precisions if p == "fp32" or resolve_precision("auto", device) == "bf16"]
     if len(precisions) < len(b.precisions):
         print("bf16 is not native on this machine: it is left out (it would be emulated, and slow).")
     results = {p: [] for p in precisions}

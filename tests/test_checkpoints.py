@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ppo_attention import attention_entropy, load_checkpoint, play
+from play import load_checkpoint, play
+from ppo_attention import attention_entropy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "checkpoints", "*.pt")))
@@ -44,7 +45,7 @@ def test_the_penalised_agent_looks_more_sharply_over_three_games():
     for coef, path in coefs.items():
         agent, meta = load_checkpoint(path)
         per_step = [
-            attention_entropy(step.acts["attn_logits"].float())[0].sum().item()
+            attention_entropy(step.activations["attn_logits"].float())[0].sum().item()
             for seed in (1, 2, 3)
             for step in play(agent, meta["env_id"], seed=seed, max_steps=150)
         ]

@@ -1,5 +1,5 @@
 """Tests of render.py --tensorboard: the run is read back with TensorBoard's own event reader and compared
-with the play loop (`ppo_attention.play`, same seeds); the projector files; several games; bad input."""
+with the play loop (`play.play`, same seeds); the projector files; several games; bad input."""
 
 import io
 import math
@@ -12,7 +12,8 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
 import render
-from ppo_attention import attention_entropy, exit_on_bad_input, load_checkpoint, play
+from play import exit_on_bad_input, load_checkpoint, play
+from ppo_attention import attention_entropy
 
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout
 STEPS, SEED = 5, 3
@@ -93,7 +94,7 @@ def test_scalars_are_the_play_loops(explored, games):
         for name in ("value", "reward", "score"):
             assert scalars(acc, f"{g}/{name}") == pytest.approx({st.t: getattr(st, name) for st in steps}, rel=1e-5)
         for h in range(2):
-            expected = {st.t: float(attention_entropy(st.acts["attn_logits"])[0, h]) for st in steps}
+            expected = {st.t: float(attention_entropy(st.activations["attn_logits"])[0, h]) for st in steps}
             assert scalars(acc, f"{g}/attention_entropy/head{h}") == pytest.approx(expected, rel=1e-5)
         assert f"game {e + 1}, seed {SEED + e}: {steps[-1].score:g} ({STEPS} steps)" in text(acc, "scores")
     assert "embed_masked: `True`" in text(acc, "settings")
@@ -114,7 +115,7 @@ def test_projector_holds_every_step_of_both_games(explored, games):
         ]
         assert [float(r[3]) for r in rows[1:]] == pytest.approx([st.value for st in steps], abs=1e-4)
         assert mat.shape == (2 * STEPS, dim)
-        assert mat == pytest.approx(np.stack([st.acts[tag][0].flatten().numpy() for st in steps]), abs=1e-5)
+        assert mat == pytest.approx(np.stack([st.activations[tag][0].flatten().numpy() for st in steps]), abs=1e-5)
         assert sprite == (math.ceil(math.sqrt(2 * STEPS)) * 64,) * 2  # 4 x 64 px thumbnails a side
 
 

@@ -23,7 +23,8 @@ from faithfulness import (
     sanity_check,
     spearman,
 )
-from ppo_attention import Agent, exit_on_bad_input, load_checkpoint
+from play import exit_on_bad_input, load_checkpoint
+from ppo_attention import Agent
 from saliency import gaussian_blur, saliency_maps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

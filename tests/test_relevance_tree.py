@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ppo_attention import Agent, load_checkpoint, make_env
+from play import load_checkpoint, make_env
+from ppo_attention import Agent
 from relevance_tree import (
     BOX_GEOMETRY,
     LAYERS,
@@ -29,7 +30,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def cli(argv):
-    from ppo_attention import exit_on_bad_input
+    from play import exit_on_bad_input
 
     return exit_on_bad_input(main, argv)
 
@@ -112,14 +113,14 @@ def test_peaks_threshold_empty_maps_and_batches():
 # ----------------------------------------------------------------------------- contributions
 
 
-def resolve_channel(acts, layer, c, y, x) -> int:
+def resolve_channel(activations, layer, c, y, x) -> int:
     if layer == "attn_hidden" and c == -1:
-        c = int(acts["attn_hidden"][0, :, y, x].argmin())
-        assert acts["attn_hidden"][0, c, y, x] < 0
+        c = int(activations["attn_hidden"][0, :, y, x].argmin())
+        assert activations["attn_hidden"][0, c, y, x] < 0
     return c
 
 
-def window_contributions_by_autograd(agent, acts, layer, c, y, x):
+def window_contributions_by_autograd(agent, activations, layer, c, y, x):
     """z_j = a_j * d(pre-activation of unit (c, y, x) of `layer`) / d a_j over the layer below, via autograd.
 
     Returns (z over the unit's window (Cin, k, k), the window's (row, col) origin, the full a * grad).
@@ -131,7 +132,7 @@ def window_contributions_by_autograd(agent, acts, layer, c, y, x):
         "conv2": ("conv1", agent.conv2),
         "conv1": ("input", agent.conv1),
     }[layer]
-    below = acts[below_name].detach().clone().requires_grad_(True)
+    below = activations[below_name].detach().clone().requires_grad_(True)
     op(below)[0, c, y, x].backward()
     k, s = op.kernel_size[0], op.stride[0]
     z = (below * below.grad)[0].detach()
@@ -149,7 +150,7 @@ UNITS = [  # (layer, channel, y, x); attn_hidden channel -1: the most negative u
 
 
 @pytest.fixture(scope="module")
-def acts(agent, observations):
+def activations(agent, observations):
     obs = torch.as_tensor(observations[-1])[None]
     with torch.no_grad():
         a = dict(agent.activations(obs))
@@ -158,30 +159,30 @@ def acts(agent, observations):
 
 
 @pytest.mark.parametrize("layer,c,y,x", UNITS)
-def test_window_formula_equals_activation_times_gradient(agent, acts, layer, c, y, x):
-    c = resolve_channel(acts, layer, c, y, x)
-    z_grad, (y0, x0), z_full = window_contributions_by_autograd(agent, acts, layer, c, y, x)
+def test_window_formula_equals_activation_times_gradient(agent, activations, layer, c, y, x):
+    c = resolve_channel(activations, layer, c, y, x)
+    z_grad, (y0, x0), z_full = window_contributions_by_autograd(agent, activations, layer, c, y, x)
     op = agent.attn_logits if layer == "attention" else getattr(agent, layer)
     below = {"attention": "attn_hidden", "attn_hidden": "features", "conv3": "conv2", "conv2": "conv1"}.get(
         layer, "input"
     )
     k = op.kernel_size[0]
-    window = acts[below][0, :, y0 : y0 + k, x0 : x0 + k]
+    window = activations[below][0, :, y0 : y0 + k, x0 : x0 + k]
     z = unit_contributions(op.weight[c].detach(), window)
     torch.testing.assert_close(z, z_grad, rtol=1e-5, atol=1e-7)
     assert z_full.abs().sum() == pytest.approx(z_grad.abs().sum().item(), rel=1e-6)  # nothing outside the window
     with torch.no_grad():
-        pre = op(acts[below])[0, c, y, x]
+        pre = op(activations[below])[0, c, y, x]
     assert (z.sum() + op.bias[c]).item() == pytest.approx(pre.item(), rel=1e-4, abs=1e-5)
 
 
 @pytest.mark.parametrize("layer,c,y,x", UNITS)
-def test_relevance_follows_the_z_plus_rule(agent, acts, layer, c, y, x):
+def test_relevance_follows_the_z_plus_rule(agent, activations, layer, c, y, x):
     """The batched descent gives each lower unit R * max(z_j, 0) / sum max(z, 0), with z from autograd."""
-    c = resolve_channel(acts, layer, c, y, x)
-    z, _, _ = window_contributions_by_autograd(agent, acts, layer, c, y, x)
+    c = resolve_channel(activations, layer, c, y, x)
+    z, _, _ = window_contributions_by_autograd(agent, activations, layer, c, y, x)
     if layer == "attn_hidden":  # the ELU keeps the sign: a negative unit is explained by what pushed it down
-        z = z * acts["attn_hidden"][0, c, y, x].sign()
+        z = z * activations["attn_hidden"][0, c, y, x].sign()
     assert z.clamp(min=0).sum() > 0  # a unit with something to explain
     expected = 0.7 * z.clamp(min=0) / z.clamp(min=0).sum()
     if layer in ("conv2", "conv1"):  # place nodes carry relevance per channel: a one-hot vector = one unit
@@ -191,29 +192,31 @@ def test_relevance_follows_the_z_plus_rule(agent, acts, layer, c, y, x):
         r = torch.tensor([[0.7]])
     level = dict(channel=torch.tensor([c]), y=torch.tensor([y]), x=torch.tensor([x]), r=r)
     with torch.no_grad():
-        rel, k, stride = descend(agent, acts, layer, level)
+        rel, k, stride = descend(agent, activations, layer, level)
     torch.testing.assert_close(rel[0], expected, rtol=1e-4, atol=1e-7)
     assert rel.sum().item() == pytest.approx(0.7, rel=1e-5)
 
 
-def test_children_record_real_channel_numbers(agent, acts, observations, trees):
+def test_children_record_real_channel_numbers(agent, activations, observations, trees):
     tree = build_tree(agent, observations[-1], roots=2, children=3, depth=2)
     for root in tree:
         h, y, x = root["channel"], root["y"], root["x"]
-        z = acts["attn_hidden"][0, :, y, x] * agent.attn_logits.weight[h, :, 0, 0]
+        z = activations["attn_hidden"][0, :, y, x] * agent.attn_logits.weight[h, :, 0, 0]
         best = z.clamp(min=0).topk(len(root["children"])).indices.tolist()
         assert [child["channel"] for child in root["children"]] == best
     channels = {n["channel"] for t in trees for n, _ in iter_nodes(t) if n["layer"] in ("attn_hidden", "conv3")}
     assert max(channels) >= 4  # not the index within a top-k list (a bug in rl-attention's code)
 
 
-def test_children_are_the_peaks_of_the_relevance_map(agent, acts, observations):
+def test_children_are_the_peaks_of_the_relevance_map(agent, activations, observations):
     """conv3 unit -> conv2 places: the peaks of its channel-summed z+ map (autograd), each with its strongest channel."""
     tree = build_tree(agent, observations[-1], roots=2, children=3, depth=3)
     conv3_nodes = [n for n, _ in iter_nodes(tree) if n["layer"] == "conv3"][:12]
     assert conv3_nodes and any(n["children"] for n in conv3_nodes)
     for node in conv3_nodes:
-        z, (y0, x0), _ = window_contributions_by_autograd(agent, acts, "conv3", node["channel"], node["y"], node["x"])
+        z, (y0, x0), _ = window_contributions_by_autograd(
+            agent, activations, "conv3", node["channel"], node["y"], node["x"]
+        )
         relevance = node["relevance"] * z.clamp(min=0) / z.clamp(min=0).sum()  # (64, 3, 3)
         values, index, valid = find_peaks(relevance.sum(0)[None], 3, 0.1)
         expected = [
@@ -332,8 +335,8 @@ def test_tree_is_the_same_wherever_the_agent_is(agent, observations, device):
     shape = [(n["layer"], n["channel"], n["y"], n["x"]) for n, _ in iter_nodes(on_device)]
     assert shape == [(n["layer"], n["channel"], n["y"], n["x"]) for n, _ in iter_nodes(on_cpu)]
     with torch.no_grad():
-        acts = model.activations(torch.as_tensor(observations[0], device=device)[None])
-    assert build_tree(model, observations[0], acts=acts) == on_device  # given activations: the same tree
+        activations = model.activations(torch.as_tensor(observations[0], device=device)[None])
+    assert build_tree(model, observations[0], activations=activations) == on_device  # given activations: the same tree
 
 
 def test_cli_end_to_end(tiny_checkpoint, tmp_path):

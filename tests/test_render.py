@@ -17,7 +17,8 @@ from conftest import tiny_args
 
 import ppo_attention
 import render
-from ppo_attention import Step, exit_on_bad_input, load_checkpoint, play, train
+from play import Step, exit_on_bad_input, load_checkpoint, play
+from ppo_attention import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout

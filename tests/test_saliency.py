@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ppo_attention import Agent, load_checkpoint
+from play import load_checkpoint
+from ppo_attention import Agent
 from saliency import gaussian_blur, main, paint_attention, saliency_map, saliency_maps
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # the functions must work where the agent is
@@ -21,7 +22,7 @@ TARGETS = ("attention", "action", "value")
 
 def cli(argv):
     """The command line in this process, as `python saliency.py` runs it."""
-    from ppo_attention import exit_on_bad_input
+    from play import exit_on_bad_input
 
     return exit_on_bad_input(main, argv)
 
@@ -38,7 +39,7 @@ def random_obs(batch=1, seed=0) -> torch.Tensor:
 
 def reference_target(agent, x, target, peak, action) -> torch.Tensor:
     """The documented target of one float input (1, 4, 84, 84), written out plainly."""
-    a = agent.activations(x)
+    a = agent.activations(x, check=False)  # finite differences step just outside [0, 1]
     if target == "value":
         return a["value"][0, 0]
     if target == "action":
@@ -221,7 +222,7 @@ def test_smoothgrad_and_vargrad_come_from_one_pass_over_the_same_copies(agent, m
              for m in ("smoothgrad", "vargrad")}  # fmt: skip
     rows = []
     real = Agent.activations
-    monkeypatch.setattr(Agent, "activations", lambda self, x: rows.append(x.shape[0]) or real(self, x))
+    monkeypatch.setattr(Agent, "activations", lambda self, x, **kw: rows.append(x.shape[0]) or real(self, x, **kw))
     both = saliency_maps(agent, obs, ("smoothgrad", "vargrad"), "action", samples=n, chunk=64,
                          generator=torch.Generator().manual_seed(3))  # fmt: skip
     assert rows == [1, n]  # the clean forward pass, then one pass over the n noisy copies
@@ -332,12 +333,12 @@ def test_baseline_agent_gets_every_map_but_attention(tiny_baseline_checkpoint, t
 
 
 def test_ctrl_c_exits_130_without_traceback_and_leaves_no_empty_folder(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    import ppo_attention
+    import play
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ppo_attention, "play", interrupted)
+    monkeypatch.setattr(play, "play", interrupted)
     with pytest.raises(SystemExit) as exit_:
         cli(["--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "o")])
     assert exit_.value.code == 130 and "stopped by Ctrl-C" in capsys.readouterr().err
@@ -365,7 +366,7 @@ def bad_files(tmp_path_factory):
         (["--checkpoint", "{tmp}/trunc.pt"], "not a readable checkpoint"),
         (["--checkpoint", "{tmp}/garbage.pt"], "garbage.pt'"),
         (["--checkpoint", "{tmp}/other.pt"], "does not match"),
-        (["--checkpoint", "{tmp}"], "holds no run.pt"),
+        (["--checkpoint", "{tmp}"], "run.pt' does not exist"),
         (["--action", "4"], "--action 4 is out of range"),
         (["--action", "-1"], "--action -1 is out of range"),
         (["--target", "attention", "--head", "2"], "--head 2 is out of range"),

@@ -1,4 +1,4 @@
-"""The three explanation scripts play through `ppo_attention.play`: for the same seed they see the same game."""
+"""The three explanation scripts play through `play.play`: for the same seed they see the same game."""
 
 import json
 
@@ -7,7 +7,7 @@ import numpy as np
 import relevance_tree
 import render
 import saliency
-from ppo_attention import load_checkpoint, play
+from play import load_checkpoint, play
 
 
 def test_saliency_tree_and_render_follow_the_play_loop_step_for_step(tiny_checkpoint, tmp_path):

@@ -122,7 +122,7 @@ def test_ctrl_c_saves_the_runs_and_a_restart_continues_them(tmp_path):
         path = os.path.join(sweep_dir, folder, "run.pt")
         assert torch.load(path, weights_only=True)["global_step"] == 1536
         log = open(os.path.join(sweep_dir, "logs", folder.rsplit("__", 1)[0] + ".log")).read()
-        assert f"ppo_attention.py --resume {path} --no-cuda\n" in log and "stopped; checkpoint at step" in log
+        assert f"ppo_attention.py --resume {path} --no-cuda\n" in log and "stopped; continue: python" in log
 
 
 # ----------------------------------------------------------------------------- SLURM

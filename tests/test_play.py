@@ -1,0 +1,158 @@
+"""Tests of play.py: the single game against training's vector env, the play loop, loading checkpoints,
+the agent's input contract, and the line between a usage error and a bug."""
+
+import subprocess
+import sys
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ale_py.vector_env import AtariVectorEnv
+from conftest import ROOT, bad_checkpoints
+from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+from play import FireAndNoopReset, exit_on_bad_input, load_checkpoint, make_env, play
+from ppo_attention import Agent, UsageError
+
+FIRE = 1  # Breakout's
+
+
+def test_single_env_matches_training_env_pixel_for_pixel():
+    """make_env (gymnasium wrappers) feeds the agent what AtariVectorEnv fed it in training, through lost
+    lives: the vector env with the training loop's rule (FIRE on the step after a lost life) and make_env
+    (which presses FIRE itself and marks that step) agree frame for frame over a whole game."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    venv = AtariVectorEnv(
+        "breakout", 1, autoreset_mode="SameStep", noop_max=0, life_loss_info=True, reward_clipping=False
+    )
+    vobs, info = venv.reset(seed=3)
+    lives, fire_next = info["lives"].copy(), np.zeros(1, bool)
+    env = make_env("BreakoutNoFrameskip-v4", noop_max=0)
+    obs, _ = env.reset(seed=3)
+    rng, forced_steps = np.random.default_rng(0), 0
+    for _ in range(3000):
+        assert np.array_equal(vobs[0], obs)
+        a = int(rng.integers(4))
+        vobs, vr, term, trunc, info = venv.step(np.array([FIRE if fire_next[0] else a]))
+        obs, r, terminated, truncated, env_info = env.step(a)
+        assert vr[0] == r and env_info["forced"] == fire_next[0]
+        forced_steps += env_info["forced"]
+        fire_next, lives = term & (info["lives"] < lives), info["lives"].copy()
+        if terminated or truncated:
+            break
+    assert terminated and forced_steps == 4  # a whole game: 5 lives, FIRE pressed after each of the first 4
+    assert env.render().shape == (210, 160, 3)
+
+
+def test_after_a_lost_life_the_game_presses_fire():
+    """Breakout's ball waits for FIRE after a lost life: NOOPs alone change nothing, make_env's next step fires."""
+    env = make_env("BreakoutNoFrameskip-v4", seed=0, noop_max=0)
+    env.reset(seed=0)
+    lives = env.unwrapped.ale.lives()
+    while env.unwrapped.ale.lives() == lives:  # lose a life by standing still
+        obs, _, _, _, info = env.step(0)
+    obs, _, _, _, info = env.step(0)
+    assert info["forced"]  # the step after the lost life: FIRE, whatever the agent chose
+    after_fire = [env.step(0)[0][-1] for _ in range(5)]
+    assert not np.array_equal(after_fire[0], after_fire[-1])  # the ball moves
+
+    still = make_env("BreakoutNoFrameskip-v4", seed=0, noop_max=0).unwrapped  # the raw game (one frame a step)
+    still.reset(seed=0)
+    still.step(FIRE)
+    while still.ale.lives() == lives:
+        still.step(0)
+    frames = [still.step(0)[0] for _ in range(240)]  # 60 agent steps of NOOP after the lost life: nothing moves
+    assert all(np.array_equal(frames[0], f) for f in frames)
+
+
+def test_load_checkpoint_refuses_bad_files_with_one_sentence(tmp_path, tiny_checkpoint):
+    for name, (path, words) in bad_checkpoints(tmp_path, tiny_checkpoint).items():
+        with pytest.raises(UsageError, match=words):
+            load_checkpoint(str(path))
+
+
+def test_play_is_seeded_and_greedy_is_deterministic(tiny_checkpoint):
+    agent, meta = load_checkpoint(tiny_checkpoint)
+    runs = [[(s.action, s.score) for s in play(agent, meta["env_id"], seed=5, max_steps=40)] for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0]) == 40
+    other = [(s.action, s.score) for s in play(agent, meta["env_id"], seed=6, max_steps=40)]
+    assert other != runs[0]
+    for step in play(agent, meta["env_id"], seed=5, greedy=True, max_steps=20):
+        assert step.action == int(np.argmax(step.probs)) or step.forced
+        assert step.obs.shape == (4, 84, 84) and step.frame.shape == (210, 160, 3) and step.attention.shape == (2, 7, 7)
+        assert step.probs.sum() == pytest.approx(1, abs=1e-5) and step.activations["fc"].shape == (1, 512)
+
+
+def test_play_reports_forced_fire_and_running_score(tiny_checkpoint):
+    agent, meta = load_checkpoint(tiny_checkpoint)
+    steps = list(play(agent, meta["env_id"], seed=2))
+    assert steps[-1].score == sum(s.reward for s in steps) and [s.t for s in steps] == list(range(len(steps)))
+    forced = [s for s in steps if s.forced]
+    assert len(forced) == 4 and all(s.action == FIRE for s in forced)  # a whole game of Breakout: 5 lives
+
+
+def test_reset_presses_the_emulators_fire_and_noop_where_action_0_is_fire():
+    """Backgammon's action set starts with FIRE and has no NOOP: the reset must not press action 0 as a no-op."""
+    env = make_env("ALE/Backgammon-v5", noop_max=30)
+    assert env.unwrapped.get_action_meanings()[0] == "FIRE"
+    pressed, ale = [], env.unwrapped.ale
+
+    class Recorder:  # the emulator, with every button press recorded
+        def __getattr__(self, name):
+            return getattr(ale, name)
+
+        def act(self, action, *a):
+            pressed.append(action)
+            return ale.act(action, *a)
+
+    env.unwrapped.ale = Recorder()
+    for seed in range(3):
+        pressed.clear()
+        env.reset(seed=seed)
+        assert pressed[0] == ale_py.Action.FIRE and set(pressed[1:]) <= {ale_py.Action.NOOP}
+
+
+def test_backgammon_start_matches_the_vector_env_pixel_for_pixel():
+    """With no no-ops, both press the emulator's FIRE once at reset (sticky actions off to compare)."""
+    venv = AtariVectorEnv("backgammon", 1, noop_max=0, repeat_action_probability=0.0, autoreset_mode="SameStep")
+    vobs, _ = venv.reset(seed=0)
+    env = gym.make("ALE/Backgammon-v5", frameskip=1, repeat_action_probability=0.0)
+    env = FrameStackObservation(AtariPreprocessing(FireAndNoopReset(env, 0), noop_max=0, frame_skip=4), 4, padding_type="zero")  # fmt: skip
+    obs, _ = env.reset(seed=0)
+    for action in [0, 1, 2, 0, 2]:
+        assert np.array_equal(vobs[0], obs)
+        vobs, *_ = venv.step(np.array([action]))
+        obs, *_ = env.step(action)
+
+
+def test_the_agent_refuses_unscaled_float_frames():
+    agent = Agent(4, 2)
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    assert torch.allclose(agent(frames)[0], agent(frames.float() / 255)[0], atol=1e-5)
+    with pytest.raises(ValueError, match=r"uint8 or float frames / 255 in \[0, 1\], not torch.float32 up to 255"):
+        agent(frames.float())
+    with pytest.raises(ValueError, match="not torch.int64"):
+        agent(frames.long())
+    noisy = frames.float() / 255 + 0.3  # saliency's noisy copies go through the unchecked pass
+    assert agent.activations(noisy, check=False)["logits"].shape == (2, 4)
+
+
+def test_a_usage_error_is_one_line_and_a_bug_keeps_its_traceback(capsys):
+    def bad_input(argv):
+        raise UsageError("--steps must be positive, got 0.")
+
+    with pytest.raises(SystemExit) as stopped:
+        exit_on_bad_input(bad_input)
+    assert stopped.value.code == "error: --steps must be positive, got 0."
+
+    def bug(argv):
+        np.zeros(3).reshape(2, 2)  # a real ValueError deep inside
+
+    with pytest.raises(ValueError, match="reshape"):
+        exit_on_bad_input(bug)
+    code = "import play, numpy\nplay.exit_on_bad_input(lambda argv: numpy.zeros(3).reshape(2, 2))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "reshape" in result.stderr
