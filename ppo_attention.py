@@ -33,11 +33,7 @@ from torch.distributions.categorical import Categorical
 gym.register_envs(ale_py)
 ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no emulator banner on stderr
 CHECKPOINT_VERSION = 1
-BF16_CPU_FLAGS = {
-    "avx512_bf16",
-    "amx_bf16",
-    "bf16",
-}  # /proc/cpuinfo flags of CPUs that compute bf16 natively (x86, Arm)
+BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # in /proc/cpuinfo: a CPU computes bf16 natively (x86, Arm)
 
 
 @dataclass
@@ -48,11 +44,11 @@ class Args:
     exp_name: str = "ppo_attention"
     """the name of this experiment (part of the run name)"""
     seed: int = 1
-    """seed of the experiment (python, numpy, torch and the games)"""
+    """seed of the experiment"""
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
-    """train on CUDA when it is available"""
+    """if toggled, cuda will be enabled by default"""
     runs_dir: str = "runs"
     """folder that receives `<run_name>/` with the TensorBoard events and the checkpoint `run.pt`"""
     resume: Optional[str] = None
@@ -72,9 +68,9 @@ class Args:
     num_envs: int = 8
     """the number of parallel game environments"""
     num_steps: int = 128
-    """the number of steps to run in each environment per iteration"""
+    """the number of steps to run in each environment per policy rollout"""
     anneal_lr: bool = True
-    """toggle learning rate annealing (linear, to 0 at the last iteration)"""
+    """Toggle learning rate annealing for policy and value networks"""
     gamma: float = 0.99
     """the discount factor gamma"""
     gae_lambda: float = 0.95
@@ -84,19 +80,19 @@ class Args:
     update_epochs: int = 4
     """the K epochs to update the policy"""
     norm_adv: bool = True
-    """toggles advantages normalization"""
+    """Toggles advantages normalization"""
     clip_coef: float = 0.1
     """the surrogate clipping coefficient"""
     clip_vloss: bool = True
-    """toggles whether or not to use a clipped loss for the value function"""
+    """Toggles whether or not to use a clipped loss for the value function, as per the paper."""
     ent_coef: float = 0.01
-    """coefficient of the policy entropy bonus"""
+    """coefficient of the entropy"""
     vf_coef: float = 0.5
-    """coefficient of the value function loss"""
+    """coefficient of the value function"""
     max_grad_norm: float = 0.5
     """the maximum norm for the gradient clipping"""
     target_kl: Optional[float] = None
-    """the target KL divergence threshold (stop the epochs early above it)"""
+    """the target KL divergence threshold"""
     attn_heads: int = 2
     """number of attention heads; 0 trains the plain Nature-CNN agent (no attention module)"""
     attn_coef: float = 5e-4
@@ -421,6 +417,7 @@ def train(args: Args) -> tuple:
             with torch.no_grad(), autocast:  # bootstrap value if not done
                 next_value = agent.get_action_and_value(next_obs)[3].reshape(-1)
             advantages, returns = compute_gae(rewards, values, dones, next_value, next_done, args)
+            # flatten the batch
             batch = dict(obs=obs.reshape((-1, 4, 84, 84)), logprobs=logprobs.reshape(-1), actions=actions.reshape(-1))
             batch |= dict(advantages=advantages.reshape(-1), returns=returns.reshape(-1), values=values.reshape(-1))
 

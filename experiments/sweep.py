@@ -1,7 +1,7 @@
-"""The paper's attention-coefficient sweep: run it (locally or as a SLURM job array) and plot it.
+"""rl-attention's attention-coefficient sweep: run it (locally or as a SLURM job array) and plot it.
 
-Nikulin, Kosch, Steuer, Cunningham 2019, "Free-Lunch Saliency via Attention in Atari Agents"
-(arXiv 1908.02511), trained PPO agents with attention under several attention-entropy penalties
+rl-attention (AI Safety Camp 3: Nikulin, Kosch, Steuer, Cunningham 2019; a write-up and the repository
+dniku/rl-attention, no paper) trained PPO agents with attention under several attention-entropy penalties
 (`--attn-coef`) and compared their scores with how sharp their attention became. This script runs
 that grid (games x seeds x coefficients, and optionally a no-attention baseline), each grid point
 an unchanged `ppo_attention.py` run, and draws per game the learning curves (mean +- sd over
@@ -49,15 +49,15 @@ class Grid:
     sweep_dir: str = "sweeps/attn_coef"
     """folder of the sweep: its grid (sweep.json), logs, runs and figures"""
     env_ids: tuple[str, ...] = ("BreakoutNoFrameskip-v4",)
-    """games (the paper: Breakout, BeamRider, MsPacman, Frostbite, Enduro, Seaquest)"""
+    """games (rl-attention: Breakout, BeamRider, MsPacman, Frostbite, Enduro, Seaquest)"""
     attn_coefs: tuple[float, ...] = (0.0, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3)
-    """attention-entropy coefficients, the `--attn-coef` of each run (default: the paper's)"""
+    """attention-entropy coefficients, the `--attn-coef` of each run (default: rl-attention's)"""
     seeds: tuple[int, ...] = (1, 2, 3)
     """seeds; every game and coefficient is trained once per seed"""
     baseline: bool = False
     """also train the plain Nature-CNN agent (`--attn-heads 0`) once per game and seed"""
     total_timesteps: int = 10_000_000
-    """agent steps per run (the paper: 10M agent steps = 40M frames)"""
+    """agent steps per run (rl-attention: 10M agent steps = 40M frames)"""
     attn_heads: int = 2
     """attention heads of the attention runs"""
     train_args: tyro.conf.Suppress[tuple[str, ...]] = ()
@@ -540,10 +540,15 @@ def plot(cfg: Plot) -> None:
 # ----------------------------------------------------------------------------- main
 
 
-def main(argv: list) -> int:
+def parse_command(argv: list) -> tuple:
+    """(the subcommand's settings, the training flags given after `--`)."""
     cut = argv.index("--") if "--" in argv else len(argv)  # training flags for every run follow `--`
-    argv, extra = argv[:cut], tuple(argv[cut + 1 :])
-    cfg = tyro.extras.subcommand_cli_from_dict({"run": Run, "slurm": Slurm, "plot": Plot, "task": Task}, args=argv)
+    subcommands = {"run": Run, "slurm": Slurm, "plot": Plot, "task": Task}
+    return tyro.extras.subcommand_cli_from_dict(subcommands, args=argv[:cut]), tuple(argv[cut + 1 :])
+
+
+def main(argv: list) -> int:
+    cfg, extra = parse_command(argv)
     if isinstance(cfg, (Task, Plot)):
         if extra:
             raise SweepError("training flags after `--` go with `run` and `slurm` only.")

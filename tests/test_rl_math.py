@@ -151,6 +151,16 @@ def test_every_term_of_the_ppo_loss_against_a_hand_computation():
     assert new["newlogprob"].grad[1] == 0 and new["newlogprob"].grad[0] == 0  # clipped: no gradient
 
 
+def test_clip_fraction_counts_the_ratios_outside_the_clip_range():
+    old = torch.zeros(4)
+    ratios = torch.tensor([1.3, 0.95, 0.75, 1.19])  # clip 0.2: outside, inside, outside, inside
+    minibatch = dict(logprobs=old, advantages=torch.randn(4), returns=torch.zeros(4), values=torch.zeros(4))
+    _, stats = ppo_losses(
+        ratios.log(), torch.ones(4), torch.zeros(4), torch.zeros(4, 1), minibatch, Args(clip_coef=0.2)
+    )
+    assert float(stats["clipfrac"]) == pytest.approx(0.5)
+
+
 def test_without_normalisation_or_value_clipping_the_raw_terms_are_used():
     args = Args(clip_coef=0.2, ent_coef=0.0, vf_coef=1.0, attn_coef=0.0, norm_adv=False, clip_vloss=False)
     ratios, raw, minibatch, new = loss_case()
