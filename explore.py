@@ -53,7 +53,16 @@ from plotly.subplots import make_subplots
 import render
 from play import Progress, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
 from ppo_attention import UsageError
-from relevance_tree import BOX_GEOMETRY, LAYER_COLOURS, LAYERS, build_tree, check_sizes, iter_nodes, node_strength
+from relevance_tree import (
+    BOX_GEOMETRY,
+    LAYER_COLOURS,
+    LAYERS,
+    MAX_DEPTH,
+    build_tree,
+    check_sizes,
+    iter_nodes,
+    node_strength,
+)
 from saliency import METHODS, TARGETS, check_options, collapse_frames, saliency_maps, target_label
 
 
@@ -79,8 +88,8 @@ class Args:
     """what the saliency maps explain: the taken action's logit, V(s), or the attention peaks"""
     samples: int = 16
     """noisy copies per step for SmoothGrad and VarGrad (saliency.py uses 50: less noisy, 3x slower)"""
-    grid: int = 5
-    """grid spacing in input pixels of the perturbation saliency (larger: faster, coarser)"""
+    grid: int = 8
+    """grid spacing in input pixels of the perturbation saliency (saliency.py uses 5: finer, 2.4x slower)"""
     roots: int = 2
     """attention peaks per head: the roots of each step's relevance tree"""
     children: int = 3
@@ -97,7 +106,6 @@ class Args:
 
 BATCH = 32  # steps explained together: one saliency_maps call (and its noise generator's draws) per batch
 Z_STEP = 14  # height between two layers of the 3D tree, in input pixels
-FRAME_PX = 480  # width of the frame on the page, in CSS pixels
 
 # ----------------------------------------------------------------------------- explaining each step
 
@@ -113,7 +121,7 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--scale must be between 2 and 4, got {args.scale}.")
     if args.samples < 1 or args.grid < 1:
         raise UsageError(f"--samples and --grid must be at least 1, got {args.samples} and {args.grid}.")
-    check_sizes(args.roots, args.children, 5, 0.1)
+    check_sizes(args.roots, args.children, MAX_DEPTH, 0.1)
 
 
 def page_methods(args: Args, agent) -> tuple:
@@ -204,44 +212,47 @@ def tree_rows(tree: list) -> list:
     return rows
 
 
+def overlay_images(step, saliency: dict, tree: list, heads: int, s: int) -> dict:
+    """The frame under every overlay of the page, drawn by render.py as in its videos: {key: (210 s, 160 s, 3)}.
+    saliency: {method: (84, 84) map}; tree: build_tree's (ignored without heads)."""
+    images = {"frame": render.upscale(step.frame, s)}
+    if heads:
+        images["attention"] = render.draw_attention(step.frame, step.attention, s)
+        images |= {f"head{h}": render.draw_attention(step.frame, step.attention, s, [h]) for h in range(heads)}
+    images |= {method: render.draw_saliency(step.frame, m84, s) for method, m84 in saliency.items()}
+    return images | ({"tree": render.draw_tree(step.frame, tree, s)} if heads else {})
+
+
+def hidden_maps(step, tree: list) -> dict:
+    """{channel: its 7x7 map} of the attn_hidden channels in the tree (the page keeps no other of its 512)."""
+    channels = sorted({node["channel"] for node, _ in iter_nodes(tree) if node["layer"] == "attn_hidden"})
+    return {c: np.round(step.activations["attn_hidden"][0, c].float().cpu().numpy(), 4).tolist() for c in channels}
+
+
 def explain(agent, batch: list, args: Args, methods: tuple, generator) -> list:
     """Everything the page shows of each step of a batch: numbers, tree, maps and the frame's overlay images."""
     obs = np.stack([step.obs for step in batch])  # (B, 4, 84, 84)
     kw = dict(action=[step.action for step in batch], samples=args.samples, stride=args.grid, generator=generator)
     maps = saliency_maps(agent, obs, methods, args.target, **kw) if methods else {}
     maps = {m: collapse_frames(v).cpu().numpy() for m, v in maps.items()}  # (B, 84, 84) each
-    records = []
+    records, heads = [], agent.attn_heads
     for b, step in enumerate(batch):
-        s, frame = args.scale, step.frame
-        images = {"frame": render.upscale(frame, s)}
-        record = dict(t=step.t, probs=step.probs.tolist(), value=step.value, score=step.score, action=step.action,
-                      forced=step.forced, reward=step.reward, maps=step_maps(step), tree=[], hidden={})  # fmt: skip
-        if agent.attn_heads:
-            images["attention"] = render.draw_attention(frame, step.attention, s)
-            images |= {
-                f"head{h}": render.draw_attention(frame, step.attention, s, [h]) for h in range(agent.attn_heads)
-            }
-        images |= {m: render.draw_saliency(frame, maps[m][b], s) for m in methods}
-        if agent.attn_heads:
-            tree = build_tree(agent, step.obs, args.roots, args.children, activations=step.activations)
-            images["tree"] = render.draw_tree(frame, tree, s)
-            record["tree"] = tree_rows(tree)
-            hidden = step.activations["attn_hidden"][0].float().cpu().numpy()  # (512, 7, 7): only the tree's channels
-            channels = {n["channel"] for n, _ in iter_nodes(tree) if n["layer"] == "attn_hidden"}
-            record["hidden"] = {c: np.round(hidden[c], 4).tolist() for c in sorted(channels)}
-        record["images"] = {k: webp(v) for k, v in images.items()}
-        records.append(record)
+        tree = build_tree(agent, step.obs, args.roots, args.children, activations=step.activations) if heads else []
+        images = overlay_images(step, {m: maps[m][b] for m in methods}, tree, heads, args.scale)
+        records.append(dict(t=step.t, probs=step.probs.tolist(), value=step.value, score=step.score,
+                            action=step.action, forced=step.forced, reward=step.reward, maps=step_maps(step),
+                            tree=tree_rows(tree), hidden=hidden_maps(step, tree),
+                            images={k: webp(v) for k, v in images.items()}))  # fmt: skip
     return records
 
 
 # ----------------------------------------------------------------------------- the page's figures (plotly)
 
 
-def layer_planes(heads: int) -> list:
-    """(layer, units a side, z) of each plane of the 3D tree, the input floor first."""
+def layer_planes() -> list:
+    """(layer, units a side, height) of each plane of the 3D tree, from the input floor up to the attention."""
     sides = {"input": 84, "conv1": 20, "conv2": 9, "conv3": 7, "attn_hidden": 7, "attention": 7}
-    layers = LAYERS[::-1] if heads else ("input", "conv1", "conv2", "conv3")
-    return [(layer, sides[layer], Z_STEP * k) for k, layer in enumerate(layers)]
+    return [(layer, sides[layer], Z_STEP * k) for k, layer in enumerate(LAYERS[::-1])]
 
 
 def unit_centres(layer: str, n: int) -> np.ndarray:
@@ -250,10 +261,10 @@ def unit_centres(layer: str, n: int) -> np.ndarray:
     return np.arange(n) * stride + size / 2
 
 
-def tree_figure(heads: int) -> go.Figure:
+def tree_figure() -> go.Figure:
     """The 3D view: floor (trace 0), a translucent plane and lattice per layer, then the traces JavaScript fills
     at each step: edges by relevance (3 widths), nodes, the nodes through the chosen channel, the chosen node."""
-    planes = layer_planes(heads)
+    planes = layer_planes()
     colourscale = [[k / (len(LAYERS) - 1), LAYER_COLOURS[layer]] for k, layer in enumerate(LAYERS)]
     centres = np.arange(84) + 0.5
     fig = go.Figure(go.Surface(x=centres, y=centres, z=np.zeros((84, 84)), surfacecolor=np.zeros((84, 84)),
@@ -329,8 +340,9 @@ def activation_figure() -> go.Figure:
 # ----------------------------------------------------------------------------- the page
 
 
-def packed(records: list, meta: dict, args: Args, methods: tuple, heads: int) -> tuple:
-    """(the page's data as JSON, the maps of every step as bytes, the overlay images by overlay)."""
+def packed_maps(records: list) -> tuple:
+    """Every step's maps as one run of bytes (step by step, layer by layer, channel by channel, row by row), and
+    where each layer lies in a step's bytes, its channels' maxima at each step and over the game."""
     layers = list(records[0]["maps"])
     shapes = {layer: records[0]["maps"][layer][0].shape for layer in layers}  # (C, n, n)
     offsets = np.cumsum([0] + [int(np.prod(shapes[layer])) for layer in layers])
@@ -340,8 +352,14 @@ def packed(records: list, meta: dict, args: Args, methods: tuple, heads: int) ->
             q, top = r["maps"][layer]
             chunks.append(q.tobytes())
             scales[layer].append([float(f"{v:.6g}") for v in top])
-    maps = {layer: dict(channels=shapes[layer][0], n=shapes[layer][1], offset=int(offsets[k]), scale=scales[layer],
-                        max=np.max(scales[layer], 0).tolist()) for k, layer in enumerate(layers)}  # fmt: skip
+    where = {layer: dict(channels=shapes[layer][0], n=shapes[layer][1], offset=int(offsets[k]), scale=scales[layer],
+                         max=np.max(scales[layer], 0).tolist()) for k, layer in enumerate(layers)}  # fmt: skip
+    return where, int(offsets[-1]), b"".join(chunks)
+
+
+def packed(records: list, meta: dict, args: Args, methods: tuple, heads: int) -> tuple:
+    """(the page's data as JSON, the maps of every step as bytes, the overlay images by overlay)."""
+    maps, bytes_per_step, raw = packed_maps(records)
     keys = [key for key, _, _ in overlays(heads, methods, args.target)]
     images = {key: [r["images"][key] for r in records] for key in keys}
     fields = ("t", "probs", "value", "score", "action", "forced", "reward", "tree", "hidden")
@@ -350,13 +368,13 @@ def packed(records: list, meta: dict, args: Args, methods: tuple, heads: int) ->
         checkpoint=meta["path"], env_id=meta["env_id"], action_names=meta["action_names"], heads=heads,
         seed=args.seed, greedy=args.greedy, target=args.target, methods=list(methods), samples=args.samples,
         layers=list(LAYERS), colours=LAYER_COLOURS, overlays=overlays(heads, methods, args.target),
-        z_step=Z_STEP, maps=maps, bytes_per_step=int(offsets[-1]),
+        z_step=Z_STEP, maps=maps, bytes_per_step=bytes_per_step,
         steps={f: [r[f] for r in records] for f in fields}, taken=render.TAKEN, bar=render.BAR,
         figures={"decision": decision_figure(records, meta["action_names"]), "activation": activation_figure()}
-        | ({"tree3d": tree_figure(heads)} if heads else {}),
+        | ({"tree3d": tree_figure()} if heads else {}),
     )  # fmt: skip
     data["figures"] = {k: json.loads(f.to_json()) for k, f in data["figures"].items()}
-    return data, b"".join(chunks), images
+    return data, raw, images
 
 
 def deflated(raw: bytes) -> str:
@@ -366,12 +384,7 @@ def deflated(raw: bytes) -> str:
 def page_html(data: dict, maps: bytes, images: dict) -> str:
     """The whole page: style, controls, the data in script elements, plotly.js, and PAGE_JS."""
     options = "".join(f'<option value="{k}">{name}</option>' for k, name, _ in data["overlays"])
-    no_tree = (
-        ""
-        if data["heads"]
-        else "<p class=note>This agent has no attention module (trained with --attn-heads 0), so it has no "
-        "attention overlay and no relevance tree: the tree starts at the attention peaks.</p>"
-    )
+    tree = f"<div id=tree3d></div><p class=note>{TREE_NOTE}</p>" if data["heads"] else f"<p class=note>{NO_TREE}</p>"
     pieces = [
         f"<!doctype html><html><head><meta charset=utf-8><title>{escape(data['title'])}</title><style>{PAGE_CSS}</style>",
         "</head><body><header>",
@@ -379,7 +392,7 @@ def page_html(data: dict, maps: bytes, images: dict) -> str:
         "<input id=slider type=range min=0 value=0><span id=stats></span></div></header><main>",
         f"<section><select id=overlay>{options}</select><div id=view><img id=frame alt='the game'>",
         "<svg id=boxes viewBox='0 0 160 210' preserveAspectRatio=none></svg></div><p id=legend></p></section>",
-        f"<section>{no_tree}<div id=tree3d></div><p class=note>{TREE_NOTE if data['heads'] else ''}</p></section>",
+        f"<section>{tree}</section>",
         "<section><div id=decision></div><div class=row><label>node <select id=node></select></label></div>",
         "<div class=row><label>channel <select id=layer></select></label><select id=channel></select></div>",
         "<div id=activation></div></section></main>",
@@ -455,6 +468,11 @@ TREE_NOTE = (
     "node at the centre of its unit's receptive field. Drag to turn, scroll to zoom, click a node to select it."
 )
 
+NO_TREE = (
+    "This agent has no attention module (trained with --attn-heads 0), so it has no attention overlay and no "
+    "relevance tree: the tree starts at the attention peaks."
+)
+
 PAGE_CSS = """
 body { background: #121218; color: #ebebeb; font: 14px system-ui, sans-serif; margin: 0 12px; }
 h1 { font-size: 17px; margin: 8px 0 4px; } .row { display: flex; gap: 10px; align-items: center; margin: 4px 0; }
@@ -462,7 +480,7 @@ h1 { font-size: 17px; margin: 8px 0 4px; } .row { display: flex; gap: 10px; alig
 main { display: grid; grid-template-columns: 490px minmax(420px, 1fr) 420px; gap: 12px; }
 #view { position: relative; width: 480px; } #frame { width: 480px; image-rendering: pixelated; display: block; }
 #boxes { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
-#tree3d { height: 640px; } #decision { height: 400px; } #activation { height: 300px; }
+#tree3d { height: 620px; } #decision { height: 380px; } #activation { height: 280px; }
 select, button { background: #32323c; color: #ebebeb; border: 1px solid #555; padding: 3px; }
 #node { max-width: 340px; } .note, #legend { color: #9a9aa6; font-size: 13px; }
 """
@@ -470,7 +488,7 @@ select, button { background: #32323c; color: #ebebeb; border: 1px solid #555; pa
 PAGE_JS = """
 // explore.py's page. One state S (step, chosen layer, channel and node); show() draws every view from it.
 const $ = id => document.getElementById(id), S = {i: 0, layer: null, channel: null, node: null, timer: null};
-let D, A, IMG, T;  // the data, the activation maps (bytes), the overlay images, the steps' fields
+let D, A, IMG, T, HEAT;  // the data, the activation maps (bytes), the overlay images, the steps' fields, the map's figure
 async function unpack(id) {  // base64 of deflated bytes -> ArrayBuffer
   const bytes = Uint8Array.from(atob($(id).textContent), c => c.charCodeAt(0));
   return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
@@ -500,11 +518,12 @@ function show(i) {
   const box = (r, w) => `<rect x=${r[10]} y=${r[9]} width=${r[12] - r[10]} height=${r[11] - r[9]} fill=none stroke="${D.colours[layer(r)]}" stroke-width=${w} vector-effect=non-scaling-stroke />`;
   $("boxes").innerHTML = nodes().filter(r => mine(r) && r !== S.node).map(r => box(r, 1.5)).join("") + (S.node ? box(S.node, 4) : "");
   const m = S.layer && map(S.layer, S.channel, S.i);
-  const title = !S.layer ? "choose a node or a channel" : !m ? `${S.layer} ch ${S.channel}: not in this step's tree (only those attn_hidden channels are kept)`
+  const title = !S.layer ? "choose a node (list or 3D view) or a channel: its activation map" : !m ? `${S.layer} ch ${S.channel}: not in this step's tree (only those attn_hidden channels are kept)`
     : `${S.layer} ch ${S.channel}, step ${t}` + (S.layer === "attn_hidden" ? "" : " (colours: 0 to its game maximum)");
   const unit = S.node ? [{type: "rect", x0: S.node[3] - 0.5, x1: S.node[3] + 0.5, y0: S.node[2] - 0.5, y1: S.node[2] + 0.5, line: {color: "white", width: 2}}] : [];
-  const heat = D.figures.activation;
-  Plotly.react("activation", [{...heat.data[0], z: m ? m.z : [[0]], zmin: m ? m.zmin : 0, zmax: m ? m.zmax : 1}], {...heat.layout, title: {text: title, font: {size: 13}}, shapes: unit});
+  const heat = structuredClone(HEAT), axis = a => ({...heat.layout[a], visible: !!m});  // a fresh layout: ranges fit the map
+  Plotly.react("activation", [{...heat.data[0], z: m ? m.z : [[0]], zmin: m ? m.zmin : 0, zmax: m ? m.zmax : 1, visible: !!m}],
+    {...heat.layout, title: {text: title, font: {size: 13}}, shapes: unit, xaxis: axis("xaxis"), yaxis: axis("yaxis")});
   if (D.heads) draw3d();
 }
 function draw3d() {  // the step's floor and tree; the chosen channel's nodes with their ancestors and descendants; the chosen node
@@ -532,7 +551,7 @@ function play() {
 }
 (async () => {
   D = JSON.parse(new TextDecoder().decode(await unpack("data"))); A = new Uint8Array(await unpack("maps"));
-  IMG = JSON.parse($("images").textContent); T = D.steps;
+  IMG = JSON.parse($("images").textContent); T = D.steps; HEAT = structuredClone(D.figures.activation);
   for (const [id, f] of Object.entries(D.figures)) await Plotly.newPlot(id, f.data, f.layout, {displaylogo: false, displayModeBar: id === "tree3d"});
   $("slider").max = T.t.length - 1; $("slider").oninput = e => show(+e.target.value); $("play").onclick = play; $("overlay").onchange = () => show(S.i);
   $("layer").innerHTML = "<option value=''>(none)</option>" + Object.keys(D.maps).filter(l => l !== "floor").concat(D.heads ? ["attn_hidden"] : []).map(l => `<option>${l}</option>`).join("");

@@ -2,8 +2,10 @@
 
 Per agent, each frame shows the 210x160 colour frame scaled `--scale` times with an overlay (its own
 attention on a fixed 0-1 scale per head, a saliency map, or the relevance tree) and a side panel: step,
-score, value V(s), the policy as bars and the overlay's legend. One frame per agent step; 15 fps is
-real time. Several checkpoints of one game play side by side, each its own game from the same seed.
+score, value V(s), the policy as bars and the overlay's legend. The overlays are drawn once, by
+`draw_attention`, `draw_saliency` and `draw_tree`, for these videos and for explore.py's page alike: they
+blend at most OPACITY (half) over the game, so the ball and the paddle stay visible under them. One frame per
+agent step; 15 fps is real time. Several checkpoints of one game play side by side, each its own game from the same seed.
 Every run prints each game's score, mean and sd, and the mean attention entropy per head; `--no-video`
 only plays (a headless evaluation), `--json` writes the same numbers. `--tensorboard DIR` also writes a
 TensorBoard run of one agent's games for exploring them step by step (see `Explorer`).

@@ -254,7 +254,9 @@ def test_selecting_a_node_draws_its_receptive_field(browser, page):
     colour = np.array([int(LAYER_COLOURS["conv2"][i : i + 2], 16) for i in (1, 3, 5)])
     assert (np.abs(shown[changed] - colour).max(-1) < 40).mean() > 0.5  # the outline is conv2's green
     title = browser.execute_script("return document.getElementById('activation').layout.title.text")
-    assert title.startswith(f"conv2 ch {rows[k][1]}, step {KEPT[step]}")
+    assert title.startswith(f"conv2 ch {rows[k][1]}, step {KEPT[step]}")  # and its channel's map at this step:
+    shown_map = browser.execute_script("return document.getElementById('activation').data[0].z")
+    assert np.array(shown_map) == pytest.approx(read["maps"]["conv2"][step, rows[k][1]], abs=1e-5)
     assert severe(browser) == []
 
 
