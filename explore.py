@@ -63,7 +63,7 @@ from relevance_tree import (
     iter_nodes,
     node_strength,
 )
-from saliency import METHODS, TARGETS, check_options, collapse_frames, saliency_maps, target_label
+from saliency import METHODS, TARGETS, collapse_frames, saliency_maps, target_label
 
 
 @dataclass
@@ -122,14 +122,6 @@ def check_args(args: Args) -> None:
     if args.samples < 1 or args.grid < 1:
         raise UsageError(f"--samples and --grid must be at least 1, got {args.samples} and {args.grid}.")
     check_sizes(args.roots, args.children, MAX_DEPTH, 0.1)
-
-
-def page_methods(args: Args, agent) -> tuple:
-    """The saliency methods drawn on the page; UsageError for one this agent cannot have."""
-    methods = args.methods or tuple(m for m in METHODS if m != "attention")
-    for method in methods:
-        check_options(agent, method, args.target, None, None, args.samples, 0.15, args.grid, 128)
-    return methods
 
 
 MASS = "the attention mass of a head's units that see a pixel (fixed scale: the fullest tint is all of its attention)"
@@ -393,7 +385,8 @@ def page_html(data: dict, maps: bytes, images: dict) -> str:
         f"<section><select id=overlay>{options}</select><div id=view><img id=frame alt='the game'>",
         "<svg id=boxes viewBox='0 0 160 210' preserveAspectRatio=none></svg></div><p id=legend></p></section>",
         f"<section>{tree}</section>",
-        "<section><div id=decision></div><div class=row><label>node <select id=node></select></label></div>",
+        f"<section><div id=decision></div><div class=row {'' if data['heads'] else 'hidden'}><label>node "
+        "<select id=node></select></label></div>",
         "<div class=row><label>channel <select id=layer></select></label><select id=channel></select></div>",
         "<div id=activation></div></section></main>",
         f"<script type=application/json id=images>{json.dumps(images)}</script>",
@@ -429,13 +422,16 @@ def read_page(path: str) -> dict:
 
 
 def main(argv=None) -> str:
+    """Play, explain every step on the page and write it; returns the page's path."""
     args = tyro.cli(Args, args=argv)
     check_args(args)
     device = pick_device(args.cuda)
     if device.type == "cpu":
         torch.set_num_threads(1)  # small batches: a second thread gains little on 2 cores and loses much on busy ones
     agent, meta = load_checkpoint(args.checkpoint, device)
-    methods, heads = page_methods(args, agent), agent.attn_heads
+    # every saliency method but the painted attention, which the attention overlays show; saliency_maps rejects
+    # a method or target this agent cannot have (no attention) with one sentence, at the first batch
+    methods, heads = args.methods or tuple(m for m in METHODS if m != "attention"), agent.attn_heads
     generator = torch.Generator(device=device).manual_seed(args.seed)
     progress, start, records = Progress(every=10), time.monotonic(), []
     with output_folder(args.out, meta["run_name"], "explore", args.force) as out:
@@ -483,6 +479,7 @@ main { display: grid; grid-template-columns: 490px minmax(420px, 1fr) 420px; gap
 #tree3d { height: 620px; } #decision { height: 380px; } #activation { height: 280px; }
 select, button { background: #32323c; color: #ebebeb; border: 1px solid #555; padding: 3px; }
 #node { max-width: 340px; } .note, #legend { color: #9a9aa6; font-size: 13px; }
+[hidden] { display: none !important; }
 """
 
 PAGE_JS = """
@@ -514,7 +511,7 @@ function show(i) {
   $("node").value = S.node ? nodes().indexOf(S.node) : -1;
   $("layer").value = S.layer ?? "";
   const list = S.layer === "attn_hidden" ? Object.keys(T.hidden[S.i]) : S.layer ? [...Array(D.maps[S.layer].channels).keys()] : [];
-  $("channel").innerHTML = list.map(c => `<option>${c}</option>`).join(""); $("channel").value = S.channel;
+  $("channel").innerHTML = list.map(c => `<option value=${c}>${c}</option>`).join(""); $("channel").value = S.channel;
   const box = (r, w) => `<rect x=${r[10]} y=${r[9]} width=${r[12] - r[10]} height=${r[11] - r[9]} fill=none stroke="${D.colours[layer(r)]}" stroke-width=${w} vector-effect=non-scaling-stroke />`;
   $("boxes").innerHTML = nodes().filter(r => mine(r) && r !== S.node).map(r => box(r, 1.5)).join("") + (S.node ? box(S.node, 4) : "");
   const m = S.layer && map(S.layer, S.channel, S.i);
@@ -554,7 +551,7 @@ function play() {
   IMG = JSON.parse($("images").textContent); T = D.steps; HEAT = structuredClone(D.figures.activation);
   for (const [id, f] of Object.entries(D.figures)) await Plotly.newPlot(id, f.data, f.layout, {displaylogo: false, displayModeBar: id === "tree3d"});
   $("slider").max = T.t.length - 1; $("slider").oninput = e => show(+e.target.value); $("play").onclick = play; $("overlay").onchange = () => show(S.i);
-  $("layer").innerHTML = "<option value=''>(none)</option>" + Object.keys(D.maps).filter(l => l !== "floor").concat(D.heads ? ["attn_hidden"] : []).map(l => `<option>${l}</option>`).join("");
+  $("layer").innerHTML = "<option value=''>(none)</option>" + Object.keys(D.maps).filter(l => l !== "floor").concat(D.heads ? ["attn_hidden"] : []).map(l => `<option value=${l}>${l}</option>`).join("");
   $("layer").onchange = e => choose(e.target.value, e.target.value === "attn_hidden" ? +Object.keys(T.hidden[S.i])[0] : 0, null);
   $("channel").onchange = e => choose(S.layer, +e.target.value, null);
   $("node").onchange = e => { const r = nodes()[+e.target.value]; r ? choose(layer(r), r[1], r) : choose(S.layer, S.channel, null); };

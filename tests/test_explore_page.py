@@ -215,8 +215,9 @@ def test_the_page_opens_without_console_errors(browser):
     assert browser.find_element("id", "stats").text.startswith(f"step {KEPT[0]}")
 
 
-def test_moving_the_slider_changes_the_frame(browser):
+def test_the_slider_the_arrow_keys_and_play_change_the_frame(browser):
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     before, src = element_pixels(browser, "frame"), browser.find_element("id", "frame").get_attribute("src")
     browser.find_element("id", "slider").send_keys(Keys.END)  # the learner drags the slider to the last step
@@ -225,6 +226,10 @@ def test_moving_the_slider_changes_the_frame(browser):
     assert np.abs(element_pixels(browser, "frame") - before).max(-1).mean() > 0.5  # the game moved on
     browser.find_element("tag name", "body").send_keys(Keys.ARROW_LEFT)  # and the arrow keys step back
     assert browser.find_element("id", "stats").text.startswith(f"step {KEPT[-2]}")
+    browser.find_element("id", "slider").send_keys(Keys.HOME)
+    browser.find_element("id", "play").click()  # plays to the last step, then stops by itself
+    WebDriverWait(browser, 10).until(lambda d: d.find_element("id", "stats").text.startswith(f"step {KEPT[-1]}"))
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return S.timer") is None)
     assert severe(browser) == []
 
 
