@@ -237,8 +237,8 @@ def test_integrated_gradients_are_exactly_complete_for_a_network_without_biases(
 def test_integrated_gradients_converge_to_completeness(agent, target):
     """The attention agent in float64, from the blurred frames: the attributions sum to target(x) - target(x')
     up to the midpoint rule's error alone, which is under 5% of |target(x) - target(x')| at 256 steps and
-    smaller than at 8 steps. (From black the L2 normalisation of conv3's output makes the path's gradient
-    spike near the black end: the sum converges much more slowly there, see the README.)"""
+    smaller than at 8 steps. (From black the target swings along the path and changes fastest in the
+    darkest frames: the sum converges much more slowly there, see the README.)"""
     model = Agent(agent.n_actions, agent.attn_heads).double()
     model.load_state_dict(agent.state_dict())
     x = random_obs(2, seed=15).double() / 255
