@@ -445,9 +445,11 @@ def summary(areas: dict, seconds: dict, sanity: dict, by_geometry: dict, objects
     return results
 
 
-def area_table(results: dict) -> str:
-    """Areas (mean ± standard error over states) and seconds per state, one row per method."""
-    lines = ["| method | deletion KL ↑ | deletion prob ↓ | insertion prob ↑ | insertion KL ↓ | s/state |",
+def area_table(results: dict, explain: str) -> str:
+    """Areas (mean ± standard error over states) and seconds per state, one row per method; the header says
+    which action was explained."""
+    action = {"greedy": "the most probable action", "taken": "the action taken"}[explain]
+    lines = [f"| method (explains {action}) | deletion KL ↑ | deletion prob ↓ | insertion prob ↑ | insertion KL ↓ | s/state |",
              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for method, r in results.items():
         cells = [f"{r[c + '_auc']:.3f} ± {r[c + '_auc_se']:.3f}" for c in CURVES] + [f"{r['seconds_per_state']:.3f}"]
@@ -664,7 +666,7 @@ def main(argv=None) -> str:
             save_object_figure(os.path.join(out, "objects.png"), rows, object_title)
         print(f"\n{title}\nExplained: {EXPLAINED[args.explain]}. Areas under the curves (x: fraction of the places, 0 "
               f"to 1), mean ± standard error over the {len(obs)} states; arrows: which way is better.\n")  # fmt: skip
-        print(area_table(results))
+        print(area_table(results, args.explain))
         print("\nMargin over the strongest floor of each score (floors: maps that know nothing of the model), paired "
               "over states; positive: better than every floor.\n")  # fmt: skip
         print(margin_table(results))
