@@ -163,7 +163,9 @@ def sample_states(agent, env_id: str, args: Args, progress) -> tuple:
         if len(kept) < share:
             print(f"note: game {g + 1} gave only {len(kept)} of its {share} states (it ended after {seen} steps).")
         for _, o, a, objs in sorted(kept, key=lambda k: k[0]):
-            obs.append(o), actions.append(a), objects.append(objs)
+            obs.append(o)
+            actions.append(a)
+            objects.append(objs)
     progress(f"sampled {len(obs)} states from {games} games", done=True)
     device = next(agent.parameters()).device
     return torch.as_tensor(np.stack(obs), device=device), torch.as_tensor(actions, device=device), objects
