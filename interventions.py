@@ -12,7 +12,12 @@ replaced; `play.play` plays it like any agent.
 2. Attention steering: on sampled states, every head's map (and each head alone, the others as they are) set
    to a one-hot map at each of the 49 places in turn. Each action's probability is a 7x7 map, drawn over the
    frame. The control is the intact policy: how often does the place change the chosen action?
-3. Taking an object away (games whose objects are read from the emulator's RAM): see `removal`.
+3. Taking an object away, in the games whose objects play.py reads from the emulator's RAM (Breakout: ball,
+   paddle): the object painted over with the background in all 4 stacked frames. How far does each head's
+   attention move (mass shifted, displacement of its peak), and the policy (KL)? The control paints an equal
+   box elsewhere that touches no object and changes the frames about as much (painting black over Breakout's
+   black background would change nothing). Part 2 also compares steering onto an object's place with steering
+   far from it.
 4. Dataset examples (Olah et al. 2017, "Feature Visualization", Distill): for each conv3 channel, and for each
    attention head at its peak, the sampled states that activate it most, as crops of the unit's 36x36
    receptive field.
@@ -25,6 +30,7 @@ explanations, without editing them.
     python interventions.py --checkpoint runs/<run_name>/run.pt
 """
 
+import collections
 import json
 import os
 import time
@@ -37,8 +43,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-from play import Progress, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
-from ppo_attention import Agent, UsageError
+from play import (
+    OBJECT_READERS,
+    Progress,
+    box_in_observation,
+    exit_on_bad_input,
+    load_checkpoint,
+    output_folder,
+    pick_device,
+    play,
+)
+from ppo_attention import Agent, UsageError, resolve_atari_id
 from render import head_colours
 from saliency import collapse_frames
 
@@ -67,7 +82,7 @@ class Args:
     """a game is cut after this many agent steps (counted in the table); the demo agents need about 600"""
     states: int = 512
     """states sampled from the intact games for parts 2 to 4 (FIRE pressed by the game after a lost life excluded)"""
-    steer_states: int = 32
+    steer_states: int = 128
     """of those, the states whose attention is steered onto each of the 49 places"""
     figures: int = 2
     """steering figures to draw (states spread over the steered ones)"""
@@ -161,7 +176,7 @@ class EditedAgent(nn.Module):
 def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
     """KL(p || q) in nats of the policies with these logits, over the last dimension."""
     logp, logq = F.log_softmax(logits_p.float(), -1), F.log_softmax(logits_q.float(), -1)
-    return (logp.exp() * (logp - logq)).sum(-1)
+    return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0)  # >= 0; rounding can leave -1e-9
 
 
 def mean_and_se(values) -> tuple:
@@ -214,15 +229,19 @@ class IntactStates:
         self.features, self.attention, self.logits, self.per_game = [], [], [], []
 
     def __call__(self, step, seed: int) -> None:
-        if step.t == 0 and self.features:
-            self.end_game()
+        if step.t == 0:
+            if self.features:
+                self.end_game()
+            self.recent = collections.deque([None] * 3, maxlen=4)  # the zero frames that pad a game's start
+        self.recent.append(step.objects)  # {name: 210x160 box or None} of the newest frame
         if step.forced:  # the game pressed FIRE after a lost life: not the agent's decision
             return
         a = step.activations
         self.features.append(a["features"])
         self.attention.append(a["attention"])
         self.logits.append(a["logits"])
-        self.sample.offer(dict(seed=seed, t=step.t, obs=step.obs, frame=step.frame, action=step.action))
+        state = dict(seed=seed, t=step.t, obs=step.obs, frame=step.frame, action=step.action, objects=list(self.recent))
+        self.sample.offer(state)  # objects: one dict (or None: a padding frame) per stacked frame, oldest first
 
     @torch.no_grad()
     def end_game(self) -> None:
@@ -314,33 +333,182 @@ def steer(agent: Agent, obs: torch.Tensor, heads: list) -> torch.Tensor:
 
 @torch.no_grad()
 def attention_steering(agent: Agent, states: list, args: Args, progress) -> tuple:
-    """({config: its statistics}, {config: policies (S, 49, A)}, intact policies (S, A), the steered states)."""
+    """({config: its statistics}, {config: policies (S, 49, A)}, intact policies (S, A), the steered states).
+
+    For each object of the game (Breakout: ball, paddle) it also compares steering onto the object's place (the
+    place whose receptive field is centred nearest the object in the newest frame) with steering onto the places
+    far from it (3 or more places away along a row or column): how often does each change the chosen action?"""
     rng = np.random.default_rng(args.seed)
-    chosen = sorted(rng.permutation(len(states))[: args.steer_states])
-    steered = [states[i] for i in chosen]
+    steered = [states[i] for i in sorted(rng.permutation(len(states))[: args.steer_states])]
     device = next(agent.parameters()).device
     obs = torch.as_tensor(np.stack([s["obs"] for s in steered]), device=device)
     intact = agent.activations(obs)["logits"].float().softmax(-1)  # (S, A)
+    grid = torch.arange(PLACES)
+    far = torch.maximum((grid[:, None] // 7 - grid // 7).abs(), (grid[:, None] % 7 - grid % 7).abs()) >= 3
+    names = sorted({n for s in steered for n in (s["objects"][-1] or {})})
     results, policies = {}, {}
-    for name, heads in steering_configs(agent.attn_heads).items():
-        progress(f"steering {name} onto each of the 49 places, {len(steered)} states")
-        p = steer(agent, obs, heads)  # (S, 49, A)
-        policies[name] = p
-        changed = (p.argmax(-1) != intact.argmax(-1)[:, None]).float().mean(1)  # (S,): share of places
-        kl = kl_divergence(intact.log()[:, None], p.log()).mean(1)  # (S,)
-        places_changing = (p.argmax(-1) != intact.argmax(-1)[:, None]).any(0).sum()
-        spread = (p.amax(1) - p.amin(1)).amax(-1)  # (S,): the largest swing of one action's probability
-        results[name] = dict(
-            heads=heads,
-            action_changed_mean=mean_and_se(changed.cpu())[0],
-            action_changed_se=mean_and_se(changed.cpu())[1],
-            kl_mean=mean_and_se(kl.cpu())[0],
-            kl_se=mean_and_se(kl.cpu())[1],
-            largest_swing_mean=mean_and_se(spread.cpu())[0],
-            places_that_change_some_state=int(places_changing),
-        )
+    for config, heads in steering_configs(agent.attn_heads).items():
+        progress(f"steering {config} onto each of the 49 places, {len(steered)} states")
+        p = torch.cat([steer(agent, obs[i : i + 32], heads) for i in range(0, len(obs), 32)])  # (S, 49, A)
+        policies[config] = p
+        changed = (p.argmax(-1) != intact.argmax(-1)[:, None]).cpu()  # (S, 49)
+        kl = kl_divergence(intact.log()[:, None], p.log()).mean(1).cpu()  # (S,)
+        r = dict(heads=heads)
+        r |= dict(zip(("action_changed_mean", "action_changed_se"), mean_and_se(changed.float().mean(1))))
+        r |= dict(zip(("kl_mean", "kl_se"), mean_and_se(kl)))
+        r["largest_swing_mean"] = float((p.amax(1) - p.amin(1)).amax(-1).mean())  # one action's largest swing
+        r["objects"] = {}
+        for name in names:
+            at = [(i, object_place(box_in_observation(s["objects"][-1][name]))) for i, s in enumerate(steered)
+                  if s["objects"][-1] and s["objects"][-1].get(name) is not None]  # fmt: skip
+            if at:
+                on_object = [float(changed[i, place]) for i, place in at]
+                far_from_it = [float(changed[i, far[place]].float().mean()) for i, place in at]
+                r["objects"][name] = dict(
+                    states=len(at), on_object=mean_and_se(on_object), far=mean_and_se(far_from_it)
+                )
+        results[config] = r
     progress(f"steering: {len(steered)} states", done=True)
     return results, policies, intact, steered
+
+
+# ----------------------------------------------------------------------------- part 3: taking an object away
+
+
+def objects_known(env_id: str) -> bool:
+    """Whether play.py reads this game's objects from the emulator's RAM (`play.OBJECT_READERS`)."""
+    return resolve_atari_id(env_id)[0] in OBJECT_READERS
+
+
+def stacked_boxes(state: dict, name: str) -> list:
+    """The object's box in each of the 4 stacked frames, oldest first, in observation pixels (y0, x0, y1, x1),
+    end-exclusive; None where it is not on the screen or the frame pads the game's start."""
+    return [None if o is None or o.get(name) is None else box_in_observation(o[name]) for o in state["objects"]]
+
+
+def object_place(box: tuple) -> int:
+    """The place (0..48) whose receptive field is centred nearest the centre of an observation box."""
+    y0, x0, y1, x1 = box
+    return int(NEAREST_PLACE[int((y0 + y1) / 2)] * 7 + NEAREST_PLACE[int((x0 + x1) / 2)])
+
+
+def background_value(frame: np.ndarray) -> int:
+    """The game's background in one 84x84 frame: its most common value (Breakout: 0, black)."""
+    return int(np.bincount(frame.ravel(), minlength=256).argmax())
+
+
+def paint_background(obs: np.ndarray, boxes: list) -> np.ndarray:
+    """A copy of obs (4, 84, 84) with each frame's box (or None) painted in that frame's background value."""
+    out = obs.copy()
+    for k, box in enumerate(boxes):
+        if box is not None:
+            y0, x0, y1, x1 = box
+            out[k, y0:y1, x0:x1] = background_value(obs[k])
+    return out
+
+
+def box_sums(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The sum of image (84, 84) over every h x w box, by the box's top-left corner: (85 - h, 85 - w)."""
+    c = np.pad(image.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
+
+
+def control_boxes(obs: np.ndarray, boxes: list, avoid: np.ndarray, rng, tolerance: float = 0.25) -> Optional[list]:
+    """The control of removing an object: its boxes moved together by one offset to where they touch no object
+    (avoid: (4, 84, 84) bool, the objects grown by 2 px), and where painting them changes the frames by about as
+    much as removing the object does (sum of |pixel change| within `tolerance` of it, or the closest). One such
+    offset is drawn with rng, so the controls spread over the screen. A box of empty screen would change no pixel
+    (background painted on background): it would be no control at all. None when no offset fits."""
+    change = [np.abs(f.astype(np.int64) - background_value(f)) for f in obs]  # what painting a pixel would change
+    target, total = 0, np.zeros((169, 169))  # by offset (dy + 84, dx + 84)
+    for k, box in enumerate(boxes):
+        if box is None:
+            continue
+        y0, x0, y1, x1 = box
+        h, w = y1 - y0, x1 - x0
+        target += change[k][y0:y1, x0:x1].sum()
+        sums = box_sums(change[k], h, w).astype(float)
+        sums[box_sums(avoid[k], h, w) > 0] = np.nan  # the box would touch an object
+        frame = np.full((169, 169), np.nan)
+        frame[84 - y0 : 84 - y0 + 85 - h, 84 - x0 : 84 - x0 + 85 - w] = sums
+        total += frame  # nan where the box would leave the image in this frame
+    miss = np.abs(total - target)
+    if np.isnan(miss).all():
+        return None
+    near = np.flatnonzero(miss <= max(tolerance * target, np.nanmin(miss)))
+    dy, dx = np.divmod(rng.choice(near), 169) - np.array(84)
+    return [None if b is None else (b[0] + dy, b[1] + dx, b[2] + dy, b[3] + dx) for b in boxes]
+
+
+def avoid_mask(state: dict, names: list, margin: int = 2) -> np.ndarray:
+    """(4, 84, 84) bool: True on every object of every stacked frame, grown by `margin` pixels."""
+    avoid = np.zeros((4, 84, 84), bool)
+    for k, objects in enumerate(state["objects"]):
+        for box in (objects or {}).values():
+            if box is not None:
+                y0, x0, y1, x1 = box_in_observation(box, margin)
+                avoid[k, y0:y1, x0:x1] = True
+    return avoid
+
+
+def attention_moves(before: torch.Tensor, after: torch.Tensor) -> tuple:
+    """(mass shifted (S, H): half the summed |change| of each head's map, 0 to 1; its peak's displacement (S, H)
+    in places, the Euclidean distance on the 7x7 grid)."""
+    shifted = 0.5 * (after - before).abs().flatten(2).sum(-1)
+    p, q = before.flatten(2).argmax(-1), after.flatten(2).argmax(-1)
+    moved = torch.hypot((p // 7 - q // 7).float(), (p % 7 - q % 7).float())
+    return shifted, moved
+
+
+@torch.no_grad()
+def object_removal(agent: Agent, states: list, args: Args, progress) -> tuple:
+    """({"<object> removed" / "control for <object>": statistics}, {object: an example}) over the sampled states
+    whose newest frame shows the object: the object painted over in every stacked frame that shows it, and the
+    control, an equal box elsewhere that changes the frames as much."""
+    names = sorted({n for s in states for o in s["objects"] if o for n in o})
+    device, rng, results, examples = next(agent.parameters()).device, np.random.default_rng(args.seed), {}, {}
+    for name in names:
+        progress(f"taking the {name} away")
+        chosen, removed, control = [], [], []
+        for s in states:
+            boxes = stacked_boxes(s, name)
+            if boxes[-1] is None:
+                continue
+            moved = control_boxes(s["obs"], boxes, avoid_mask(s, names), rng)
+            if moved is None:
+                continue
+            chosen.append(dict(s, boxes=boxes, control=moved))
+            removed.append(paint_background(s["obs"], boxes))
+            control.append(paint_background(s["obs"], moved))
+        if not chosen:
+            continue
+        obs = np.stack([s["obs"] for s in chosen])
+        outs = [
+            agent.activations(torch.as_tensor(x, device=device)) for x in (obs, np.stack(removed), np.stack(control))
+        ]
+        for label, x, out in ((f"{name} removed", removed, outs[1]), (f"control for {name}", control, outs[2])):
+            kl = kl_divergence(outs[0]["logits"], out["logits"]).cpu()
+            changed = (outs[0]["logits"].argmax(-1) != out["logits"].argmax(-1)).float().cpu()
+            shifted, moved = attention_moves(outs[0]["attention"].float(), out["attention"].float())
+            x = np.stack(x)
+            r = dict(states=len(chosen), pixels_changed=float((x != obs).sum((1, 2, 3)).mean()))
+            r["summed_change"] = float(np.abs(x.astype(np.int64) - obs).sum((1, 2, 3)).mean())  # 0-255 per pixel
+            r |= dict(zip(("kl_mean", "kl_se"), mean_and_se(kl)))
+            r |= dict(zip(("action_changed_mean", "action_changed_se"), mean_and_se(changed)))
+            for h in range(shifted.shape[1]):
+                r[f"head{h}_mass_shifted"] = mean_and_se(shifted[:, h].cpu())
+                r[f"head{h}_peak_moved"] = mean_and_se(moved[:, h].cpu())
+            results[label] = r
+        shifted = attention_moves(outs[0]["attention"].float(), outs[1]["attention"].float())[0].sum(1)
+        typical = int((shifted - shifted.mean()).abs().argmin()) if shifted.numel() else 0  # closest to the mean
+        examples[name] = dict(
+            state=chosen[typical],
+            images=[obs[typical], removed[typical], control[typical]],
+            attention=[o["attention"][typical].float().cpu().numpy() for o in outs],
+            kl=[0.0, *(float(kl_divergence(outs[0]["logits"], o["logits"])[typical]) for o in outs[1:])],
+        )
+    progress(f"taking objects away: {', '.join(names)}", done=True)
+    return results, examples
 
 
 # ----------------------------------------------------------------------------- part 4: dataset examples
@@ -411,6 +579,33 @@ def steering_table(results: dict) -> str:
             f"| {name} | {100 * r['action_changed_mean']:.1f}% ± {100 * r['action_changed_se']:.1f}% | "
             f"{r['kl_mean']:.3f} ± {r['kl_se']:.3f} | {r['largest_swing_mean']:.2f} |"
         )
+    return "\n".join(lines)
+
+
+def steering_objects_table(results: dict) -> str:
+    lines = ["| steered | object | states | action changed: steered onto its place | onto places far from it |"]
+    lines.append("|---|---|---:|---:|---:|")
+    for config, r in results.items():
+        for name, o in r["objects"].items():
+            (on, on_se), (far, far_se) = o["on_object"], o["far"]
+            lines.append(f"| {config} | {name} | {o['states']} | {100 * on:.0f}% ± {100 * on_se:.0f}% | "
+                         f"{100 * far:.0f}% ± {100 * far_se:.0f}% |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def removal_table(results: dict, heads: int) -> str:
+    columns = "".join(f" head {h}: mass shifted | head {h}: peak moved (places) |" for h in range(heads))
+    lines = [
+        f"| taken away | states | pixels changed (summed change) | KL from intact (nats) | action changed |{columns}"
+    ]
+    lines.append("|---|---:|---:|---:|---:|" + "---:|" * 2 * heads)
+    for label, r in results.items():
+        cells = [f"{r['states']}", f"{r['pixels_changed']:.0f} ({r['summed_change']:.0f})"]
+        cells.append(f"{r['kl_mean']:.3f} ± {r['kl_se']:.3f}")
+        cells.append(f"{100 * r['action_changed_mean']:.0f}% ± {100 * r['action_changed_se']:.0f}%")
+        for h in range(heads):
+            cells += [f"{v:.2f} ± {e:.2f}" for v, e in (r[f"head{h}_mass_shifted"], r[f"head{h}_peak_moved"])]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -516,6 +711,57 @@ def draw_steering(path: str, state: dict, policies: dict, intact: np.ndarray, at
     save(fig, path)
 
 
+def draw_removal(path: str, results: dict, examples: dict, heads: int, title: str) -> None:
+    """Per object: a typical state as the agent saw it (4 frames maxed), with the object taken away and with the
+    control's boxes painted instead, each with the attention (glow: all heads; circles: each head's peak) and the
+    painted boxes outlined; then the means over states, object against control: the policy's KL, each head's
+    attention mass shifted and its peak's displacement."""
+    plt = pyplot()
+    colours = head_colours(max(heads, 1)) / 255
+    bars = [("KL(as it was || after), nats", ["policy"], "kl")]
+    if heads:
+        bars += [("attention mass shifted (0 to 1)", [f"head {h}" for h in range(heads)], "mass_shifted")]
+        bars += [("the head's peak moved (places)", [f"head {h}" for h in range(heads)], "peak_moved")]
+    fig, axes = plt.subplots(len(examples), 3 + len(bars), figsize=(7.5 + 2.6 * len(bars), 3.9 * len(examples) + 0.9),
+                             squeeze=False, layout="constrained", width_ratios=[1, 1, 1] + [0.9] * len(bars))  # fmt: skip
+    for row, (name, ex) in enumerate(examples.items()):
+        boxes = (None, ex["state"]["boxes"], ex["state"]["control"])
+        for col, what in enumerate(("as it was", f"{name} taken away", "control: an equal change\nelsewhere")):
+            ax = axes[row, col]
+            ax.imshow(ex["images"][col].max(0), cmap="gray", vmin=0, vmax=255, extent=(0, 84, 84, 0),
+                      aspect=FRAME_ASPECT)  # fmt: skip
+            attention = ex["attention"][col]
+            if heads:
+                heat = on_input(attention.sum(0).clip(0, 1))
+                ax.imshow(heat, extent=(0, 84, 84, 0), aspect=FRAME_ASPECT, cmap="inferno", vmin=0, vmax=1,
+                          alpha=0.7 * np.sqrt(heat), interpolation="nearest")  # fmt: skip
+            for h in range(heads):
+                x, y = place_centre(int(attention[h].argmax()))
+                ax.plot(x, y, "o", ms=max(13 - 3.5 * h, 3), mfc="none", mec=colours[h], mew=2)
+            for box in boxes[col] or []:
+                if box is not None:
+                    y0, x0, y1, x1 = box
+                    ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="cyan", lw=1))
+            ax.set(xticks=[], yticks=[], xlim=(0, 84), ylim=(84, 0))
+            ax.set_title(f"{what}\npolicy's KL: {ex['kl'][col]:.3f}" if col else what, fontsize=9)
+        axes[row, 0].set_ylabel(f"{name}: seed {ex['state']['seed']}, step {ex['state']['t']}", fontsize=9)
+        for b, (label, groups, key) in enumerate(bars):
+            ax = axes[row, 3 + b]
+            for k, (what, colour) in enumerate(((f"{name} removed", "tab:red"), (f"control for {name}", "tab:gray"))):
+                r = results[what]
+                values = [(r["kl_mean"], r["kl_se"])] if key == "kl" else [r[f"head{h}_{key}"] for h in range(heads)]
+                x = np.arange(len(groups)) + (k - 0.5) * 0.4
+                ax.bar(x, [v for v, _ in values], yerr=[e for _, e in values], width=0.4, color=colour, capsize=3,
+                       label=what if b == 0 else None)  # fmt: skip
+            ax.set_xticks(np.arange(len(groups)), groups)
+            ax.set_title(label, fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+        axes[row, 3].legend(fontsize=8, title=f"{results[f'{name} removed']['states']} states", title_fontsize=8)
+    fig.suptitle(f"{title} (bars: mean ± standard error over states)\nGlow: the attention of all heads; circles: "
+                 "each head's peak (head 0 outermost); cyan: the painted boxes, in all 4 stacked frames.", fontsize=10)  # fmt: skip
+    save(fig, path, dpi=90)
+
+
 def draw_examples(path: str, examples: list, states: list, title: str) -> None:
     """A dataset-examples figure: the strongest examples' receptive-field crops, each above its whole input
     (the 4 frames collapsed by their maximum) with the field outlined."""
@@ -604,7 +850,9 @@ def main(argv=None) -> dict:
             obs = torch.as_tensor(np.stack([s["obs"] for s in steered]), device=device)
             with torch.no_grad():
                 own = agent.activations(obs)["attention"].float().cpu().numpy()
-            for i in np.unique(np.linspace(0, len(steered) - 1, args.figures).round().astype(int)):
+            shown = [i for i, s in enumerate(steered) if s["objects"][-1] and None not in s["objects"][-1].values()]
+            shown = shown or list(range(len(steered)))  # states that show every object, where the game has them
+            for i in [shown[j] for j in np.unique(np.linspace(0, len(shown) - 1, args.figures).round().astype(int))]:
                 s = steered[i]
                 path = os.path.join(out, f"steering_seed{s['seed']}_step{s['t']:05d}.png")
                 draw_steering(path, s, {c: p[i].cpu().numpy() for c, p in policies.items()}, intact[i].cpu().numpy(),
@@ -612,6 +860,30 @@ def main(argv=None) -> dict:
             print(f"\nAttention steering: {len(steered)} states of the intact games, the attention forced onto each of "
                   "the 49 places in turn; compared with the intact policy at the same state.\n")  # fmt: skip
             print(steering_table(results))
+            if any(r["objects"] for r in results.values()):
+                print("\nSteering onto an object's place (the place whose receptive field is centred nearest it) against "
+                      "the places 3 or more rows or columns away from it: share of states whose most probable action "
+                      "changes (far: mean over those places).\n")  # fmt: skip
+                print(steering_objects_table(results))
+
+        if "removal" in parts and not objects_known(env_id):
+            note = f"part 3 reads the game's objects from the RAM, known for {', '.join(OBJECT_READERS)} only: skipped."
+            notes.append(note)
+            print(f"\nnote: {note}")
+        elif "removal" in parts:
+            results, examples = object_removal(agent, states, args, progress)
+            report["removal"] = results
+            report["removal_examples"] = {
+                n: dict(seed=e["state"]["seed"], t=e["state"]["t"]) for n, e in examples.items()
+            }
+            if examples:
+                draw_removal(
+                    os.path.join(out, "removal.png"), results, examples, heads, f"{title}: taking objects away"
+                )
+            print("\nTaking objects away: each object painted over with the background in all 4 stacked frames, on the "
+                  "sampled states that show it; the control paints an equal box elsewhere that touches no object and "
+                  "changes as many pixel values. Mean ± SE over states.\n")  # fmt: skip
+            print(removal_table(results, heads))
 
         if "examples" in parts:
             progress(f"dataset examples: {len(states)} states")

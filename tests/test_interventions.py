@@ -15,11 +15,17 @@ from interventions import (
     EditedAgent,
     ablation_conditions,
     after_attention,
+    avoid_mask,
+    box_sums,
+    control_boxes,
     crop,
     kl_divergence,
     main,
+    object_place,
     on_input,
+    paint_background,
     place_centre,
+    stacked_boxes,
     steer,
     top_examples,
     uniform_map,
@@ -216,3 +222,62 @@ def test_ctrl_c_exits_130_and_leaves_no_empty_folder(tiny_checkpoint, tmp_path, 
     with pytest.raises(SystemExit) as exit_:
         cli(["--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "o")])
     assert exit_.value.code == 130 and not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- taking objects away
+
+
+@pytest.fixture(scope="module")
+def open_field_state(demo):
+    """A real state of the demo agent's game whose ball, in all 4 stacked frames, is below the bricks and above
+    the paddle (the objects of each frame kept as interventions.py keeps them)."""
+    recent = [None] * 3
+    for step in play(demo, "BreakoutNoFrameskip-v4", 1, max_steps=400):
+        recent = (recent + [step.objects])[-4:]
+        balls = [o and o["ball"] for o in recent]
+        if all(b is not None and b[0] >= 100 and b[2] <= 180 for b in balls):
+            return dict(obs=step.obs, objects=recent, t=step.t)
+    pytest.fail("no state with the ball in the open in 400 steps")
+
+
+def test_removing_the_ball_changes_exactly_the_balls_pixels(open_field_state):
+    state = open_field_state
+    removed = paint_background(state["obs"], stacked_boxes(state, "ball"))
+    # the reference, found another way: below the bricks (rows 38+), above the paddle (rows < 75) and between the
+    # walls (columns 5-78) the only lit pixels of a Breakout frame are the ball's
+    ball = np.zeros((4, 84, 84), bool)
+    ball[:, 38:75, 5:79] = state["obs"][:, 38:75, 5:79] > 0
+    assert ball.sum(axis=(1, 2)).min() > 0  # the ball shows in every frame
+    assert np.array_equal(removed != state["obs"], ball)
+    assert (removed[ball] == 0).all()  # painted with Breakout's black background
+    assert np.array_equal(paint_background(state["obs"], stacked_boxes(state, "paddle"))[:, :75], state["obs"][:, :75])
+
+
+def test_the_control_box_touches_no_object_and_changes_about_as_much(open_field_state):
+    state, rng = open_field_state, np.random.default_rng(0)
+    boxes = stacked_boxes(state, "ball")
+    avoid = avoid_mask(state, ["ball", "paddle"])
+    removed_change = np.abs(paint_background(state["obs"], boxes).astype(int) - state["obs"]).sum()
+    for _ in range(5):
+        moved = control_boxes(state["obs"], boxes, avoid, rng)
+        offsets = {(m[0] - b[0], m[1] - b[1]) for m, b in zip(moved, boxes)}
+        assert len(offsets) == 1 and offsets != {(0, 0)}  # the same shape, moved as one
+        for k, (y0, x0, y1, x1) in enumerate(moved):
+            assert 0 <= y0 < y1 <= 84 and 0 <= x0 < x1 <= 84 and not avoid[k, y0:y1, x0:x1].any()
+            assert (y1 - y0, x1 - x0) == (boxes[k][2] - boxes[k][0], boxes[k][3] - boxes[k][1])
+        change = np.abs(paint_background(state["obs"], moved).astype(int) - state["obs"]).sum()
+        assert abs(change - removed_change) <= 0.25 * removed_change and change > 0
+
+
+def test_box_sums_match_a_loop():
+    image = np.random.default_rng(1).integers(0, 9, (84, 84))
+    sums = box_sums(image, 3, 5)
+    assert sums.shape == (82, 80)
+    for y, x in ((0, 0), (10, 40), (81, 79)):
+        assert sums[y, x] == image[y : y + 3, x : x + 5].sum()
+
+
+def test_an_objects_place_is_the_one_centred_nearest_it():
+    assert object_place((40, 15, 42, 17)) == 3 * 7 + 0  # centre (41, 16): place centres are at 18 + 8k (42, 18)
+    assert object_place((75, 60, 78, 76)) == 6 * 7 + 6  # the paddle, at the bottom right
+    assert object_place((0, 0, 2, 2)) == 0
