@@ -547,6 +547,11 @@ def dataset_examples(agent: Agent, states: list, k: int) -> dict:
 # ----------------------------------------------------------------------------- tables
 
 
+def nats(mean: float, se: float) -> str:
+    """A KL divergence ± its standard error; values below 0.001 in scientific notation, so that they do not read 0."""
+    return f"{mean:.3f} ± {se:.3f}" if mean >= 1e-3 or mean == 0 else f"{mean:.1e} ± {se:.1e}"
+
+
 def ablation_table(results: dict) -> str:
     head = "| condition | score (mean ± SE) | game length (steps) | KL from intact (nats, mean ± SE) | most probable action changed |"
     lines = [head, "|---|---:|---:|---:|---:|"]
@@ -554,7 +559,7 @@ def ablation_table(results: dict) -> str:
         cut = f", {r['truncated']} cut" if r["truncated"] else ""
         lines.append(
             f"| {name} | {r['score_mean']:.2f} ± {r['score_se']:.2f} | {np.mean(r['steps']):.0f}{cut} | "
-            f"{r['kl_mean']:.3f} ± {r['kl_se']:.3f} | {100 * r['action_changed_mean']:.1f}% |"
+            f"{nats(r['kl_mean'], r['kl_se'])} | {100 * r['action_changed_mean']:.1f}% |"
         )
     return "\n".join(lines)
 
@@ -577,7 +582,7 @@ def steering_table(results: dict) -> str:
     for name, r in results.items():
         lines.append(
             f"| {name} | {100 * r['action_changed_mean']:.1f}% ± {100 * r['action_changed_se']:.1f}% | "
-            f"{r['kl_mean']:.3f} ± {r['kl_se']:.3f} | {r['largest_swing_mean']:.2f} |"
+            f"{nats(r['kl_mean'], r['kl_se'])} | {r['largest_swing_mean']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -601,7 +606,7 @@ def removal_table(results: dict, heads: int) -> str:
     lines.append("|---|---:|---:|---:|---:|" + "---:|" * 2 * heads)
     for label, r in results.items():
         cells = [f"{r['states']}", f"{r['pixels_changed']:.0f} ({r['summed_change']:.0f})"]
-        cells.append(f"{r['kl_mean']:.3f} ± {r['kl_se']:.3f}")
+        cells.append(nats(r["kl_mean"], r["kl_se"]))
         cells.append(f"{100 * r['action_changed_mean']:.0f}% ± {100 * r['action_changed_se']:.0f}%")
         for h in range(heads):
             cells += [f"{v:.2f} ± {e:.2f}" for v, e in (r[f"head{h}_mass_shifted"], r[f"head{h}_peak_moved"])]
@@ -694,20 +699,25 @@ def draw_steering(path: str, state: dict, policies: dict, intact: np.ndarray, at
             m = policies[config][:, a].reshape(7, 7)
             heat = on_input(m)
             image = ax.imshow(heat, extent=(0, 84, 84, 0), aspect=FRAME_ASPECT, cmap="inferno", vmin=0, vmax=1,
-                              alpha=0.85 * np.sqrt(heat), interpolation="nearest")  # fmt: skip
+                              alpha=0.75 * np.sqrt(heat), interpolation="nearest")  # fmt: skip
             for e in edges[1:-1]:
                 ax.axhline(e, color="white", lw=0.3, alpha=0.35)
                 ax.axvline(e, color="white", lw=0.3, alpha=0.35)
             for h in range(heads):  # concentric, so that heads looking at the same place all show
                 x, y = place_centre(int(attention[h].argmax()))
                 ax.plot(x, y, "o", ms=max(13 - 3.5 * h, 3), mfc="none", mec=colours[h], mew=2)
+            for box in (state["objects"][-1] or {}).values():  # the game's objects, so that they stay in view
+                if box is not None:
+                    y0, x0, y1, x1 = box_in_observation(box, margin=1)
+                    ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="cyan", lw=1))
             ax.set_title(f"P({name}): intact {intact[a]:.2f}\nsteered {m.min():.2f} to {m.max():.2f}", fontsize=9)
         others = [h for h in range(heads) if h not in steering_configs(heads)[config]]
         kept = f"\n({', '.join(f'head {h}' for h in others)} as it was)" if others else ""
         axes[row, 0].set_ylabel(f"{config} forced\nonto the place{kept}", fontsize=10)
     fig.colorbar(image, ax=axes, fraction=0.03, pad=0.01, label="probability of the action when steered there")
     fig.suptitle(f"{title}\nEach place glows with the action's probability when the attention is forced onto it.\n"
-                 "Circles: where each head looks by itself, in its colour (head 0 outermost).", fontsize=10)  # fmt: skip
+                 "Circles: where each head looks by itself, in its colour (head 0 outermost). Cyan: the game's objects "
+                 "(from the RAM).", fontsize=10)  # fmt: skip
     save(fig, path)
 
 
@@ -810,21 +820,94 @@ def draw_channel_overview(path: str, conv3: dict, states: list, title: str) -> N
 # ----------------------------------------------------------------------------- the command line
 
 
+def report_ablation(out: str, ablation: dict, agreement: dict, heads: int, args: Args, title: str) -> None:
+    draw_ablation(os.path.join(out, "ablation.png"), ablation, heads, f"{title}: head ablation")
+    print(f"\nHead ablation: {args.games} games per condition, seeds {args.seed}-{args.seed + args.games - 1} (the same "
+          "for every condition). KL and action changes: on every state of the intact games, mean ± SE over games.\n")  # fmt: skip
+    print(ablation_table(ablation))
+    print(f"\n{agreement_line(agreement)}")
+
+
+def report_steering(out: str, agent: Agent, states: list, names: list, args: Args, title: str, progress) -> dict:
+    results, policies, intact, steered = attention_steering(agent, states, args, progress)
+    obs = torch.as_tensor(np.stack([s["obs"] for s in steered]), device=next(agent.parameters()).device)
+    with torch.no_grad():
+        own = agent.activations(obs)["attention"].float().cpu().numpy()
+    shown = [i for i, s in enumerate(steered) if s["objects"][-1] and None not in s["objects"][-1].values()]
+    shown = shown or list(range(len(steered)))  # states that show every object, where the game has them
+    for i in [shown[j] for j in np.unique(np.linspace(0, len(shown) - 1, args.figures).round().astype(int))]:
+        s = steered[i]
+        path = os.path.join(out, f"steering_seed{s['seed']}_step{s['t']:05d}.png")
+        draw_steering(path, s, {c: p[i].cpu().numpy() for c, p in policies.items()}, intact[i].cpu().numpy(), own[i],
+                      names, f"{title}, seed {s['seed']}, step {s['t']}: attention steering")  # fmt: skip
+    print(f"\nAttention steering: {len(steered)} states of the intact games, the attention forced onto each of the 49 "
+          "places in turn; compared with the intact policy at the same state.\n")  # fmt: skip
+    print(steering_table(results))
+    if any(r["objects"] for r in results.values()):
+        print("\nSteering onto an object's place (the place whose receptive field is centred nearest it) against the "
+              "places 3 or more rows or columns away from it: share of states whose most probable action changes "
+              "(far: mean over those places).\n")  # fmt: skip
+        print(steering_objects_table(results))
+    return dict(states=[dict(seed=s["seed"], t=s["t"]) for s in steered], configs=results)
+
+
+def report_removal(out: str, agent: Agent, states: list, args: Args, title: str, progress) -> tuple:
+    results, examples = object_removal(agent, states, args, progress)
+    if examples:
+        draw_removal(
+            os.path.join(out, "removal.png"), results, examples, agent.attn_heads, f"{title}: taking objects away"
+        )
+    print("\nTaking objects away: each object painted over with the background in all 4 stacked frames, on the sampled "
+          "states that show it. The control paints the same boxes moved elsewhere, touching no object, where they "
+          "change the frames about as much (summed |change| within 25%). Mean ± SE over states.\n")  # fmt: skip
+    print(removal_table(results, agent.attn_heads))
+    return results, {n: dict(seed=e["state"]["seed"], t=e["state"]["t"]) for n, e in examples.items()}
+
+
+def report_examples(out: str, agent: Agent, states: list, args: Args, title: str, progress) -> dict:
+    progress(f"dataset examples: {len(states)} states")
+    examples = dataset_examples(agent, states, args.examples)
+    folder = os.path.join(out, "examples")
+    os.makedirs(folder, exist_ok=True)
+    for c, ex in examples["conv3"].items():
+        progress(f"dataset examples: conv3 channel {c + 1}/{len(examples['conv3'])}")
+        draw_examples(os.path.join(folder, f"conv3_channel{c:02d}.png"), ex, states,
+                      f"conv3 channel {c}: the {len(ex)} of {len(states)} sampled states that activate it most "
+                      "(top: its 36x36 receptive field; bottom: the whole input)")  # fmt: skip
+    for h, ex in examples["heads"].items():
+        draw_examples(os.path.join(folder, f"head{h}.png"), ex, states,
+                      f"attention head {h}: the {len(ex)} of {len(states)} sampled states where its peak is highest "
+                      "(top: the peak's receptive field; bottom: the whole input)")  # fmt: skip
+    draw_channel_overview(os.path.join(out, "examples_conv3.png"), examples["conv3"], states,
+                          f"{title}: what each conv3 channel responds to, the 4 strongest of {len(states)} sampled "
+                          "states (crops of the 36x36 receptive field, 4 frames maxed)")  # fmt: skip
+    progress(f"dataset examples: {len(examples['conv3'])} channels, {len(examples['heads'])} heads", done=True)
+    print("\nDataset examples: examples_conv3.png (every channel) and examples/ (one figure per channel and head).")
+    return {
+        layer: {str(u): [dict(zip(("state", "y", "x", "value"), e)) for e in ex] for u, ex in units.items()}
+        for layer, units in examples.items()
+    }
+
+
 def main(argv=None) -> dict:
     """Run the chosen parts, print their tables, write interventions.json and the figures; returns the report."""
     args = tyro.cli(Args, args=argv)
     check_args(args)
     agent, meta = load_checkpoint(args.checkpoint, pick_device(args.cuda))
     env_id, names, heads = meta["env_id"], meta["action_names"], agent.attn_heads
-    parts = [p for p in ALL_PARTS if p in args.parts]
-    notes = []
+    parts, notes = [p for p in ALL_PARTS if p in args.parts], []
     if heads == 0 and {"ablation", "steering"} & set(parts):
         parts = [p for p in parts if p not in ("ablation", "steering")]
         notes.append(NO_ATTENTION_NOTE)
-        print(f"note: {NO_ATTENTION_NOTE}")
-    progress, threads = Progress(), torch.get_num_threads()
+    if "removal" in parts and not objects_known(env_id):
+        parts.remove("removal")
+        notes.append(f"part 3 reads the game's objects from the RAM, known for {', '.join(OBJECT_READERS)} only.")
+    for note in notes:
+        print(f"note: {note}")
+    progress, threads, title = Progress(), torch.get_num_threads(), f"{env_id}, {os.path.basename(args.checkpoint)}"
     report = dict(checkpoint=args.checkpoint, env_id=env_id, attn_heads=heads, action_names=names, parts=parts)
     report |= dict(games=args.games, seed=args.seed, greedy=args.greedy, max_steps=args.max_steps, notes=notes)
+    seconds = report["seconds"] = {}
     with output_folder(args.out, meta["run_name"], "interventions", args.force) as out:
         start = time.perf_counter()
         torch.set_num_threads(1)  # passes of one observation gain nothing from threads; on a busy CPU they cost 20x
@@ -834,86 +917,25 @@ def main(argv=None) -> dict:
             torch.set_num_threads(threads)
         report["ablation"], report["heads"] = ablation, agreement
         report["states"] = [dict(seed=s["seed"], t=s["t"], action=s["action"]) for s in states]
-        title = f"{env_id}, {os.path.basename(args.checkpoint)}"
         if "ablation" in parts:
-            draw_ablation(os.path.join(out, "ablation.png"), ablation, heads, f"{title}: head ablation")
-            print(f"\nHead ablation: {args.games} games per condition, seeds {args.seed}-{args.seed + args.games - 1} "
-                  "(the same for every condition). KL and action changes: on every state of the intact games, "
-                  "mean ± SE over games.\n")  # fmt: skip
-            print(ablation_table(ablation))
-            print(f"\n{agreement_line(agreement)}")
-
+            report_ablation(out, ablation, agreement, heads, args, title)
+        seconds["games"] = time.perf_counter() - start
         if "steering" in parts:
-            results, policies, intact, steered = attention_steering(agent, states, args, progress)
-            report["steering"] = dict(states=[dict(seed=s["seed"], t=s["t"]) for s in steered], configs=results)
-            device = next(agent.parameters()).device
-            obs = torch.as_tensor(np.stack([s["obs"] for s in steered]), device=device)
-            with torch.no_grad():
-                own = agent.activations(obs)["attention"].float().cpu().numpy()
-            shown = [i for i, s in enumerate(steered) if s["objects"][-1] and None not in s["objects"][-1].values()]
-            shown = shown or list(range(len(steered)))  # states that show every object, where the game has them
-            for i in [shown[j] for j in np.unique(np.linspace(0, len(shown) - 1, args.figures).round().astype(int))]:
-                s = steered[i]
-                path = os.path.join(out, f"steering_seed{s['seed']}_step{s['t']:05d}.png")
-                draw_steering(path, s, {c: p[i].cpu().numpy() for c, p in policies.items()}, intact[i].cpu().numpy(),
-                              own[i], names, f"{title}, seed {s['seed']}, step {s['t']}: attention steering")  # fmt: skip
-            print(f"\nAttention steering: {len(steered)} states of the intact games, the attention forced onto each of "
-                  "the 49 places in turn; compared with the intact policy at the same state.\n")  # fmt: skip
-            print(steering_table(results))
-            if any(r["objects"] for r in results.values()):
-                print("\nSteering onto an object's place (the place whose receptive field is centred nearest it) against "
-                      "the places 3 or more rows or columns away from it: share of states whose most probable action "
-                      "changes (far: mean over those places).\n")  # fmt: skip
-                print(steering_objects_table(results))
-
-        if "removal" in parts and not objects_known(env_id):
-            note = f"part 3 reads the game's objects from the RAM, known for {', '.join(OBJECT_READERS)} only: skipped."
-            notes.append(note)
-            print(f"\nnote: {note}")
-        elif "removal" in parts:
-            results, examples = object_removal(agent, states, args, progress)
-            report["removal"] = results
-            report["removal_examples"] = {
-                n: dict(seed=e["state"]["seed"], t=e["state"]["t"]) for n, e in examples.items()
-            }
-            if examples:
-                draw_removal(
-                    os.path.join(out, "removal.png"), results, examples, heads, f"{title}: taking objects away"
-                )
-            print("\nTaking objects away: each object painted over with the background in all 4 stacked frames, on the "
-                  "sampled states that show it; the control paints an equal box elsewhere that touches no object and "
-                  "changes as many pixel values. Mean ± SE over states.\n")  # fmt: skip
-            print(removal_table(results, heads))
-
+            report["steering"] = report_steering(out, agent, states, names, args, title, progress)
+            seconds["steering"] = time.perf_counter() - start - sum(seconds.values())
+        if "removal" in parts:
+            report["removal"], report["removal_examples"] = report_removal(out, agent, states, args, title, progress)
+            seconds["removal"] = time.perf_counter() - start - sum(seconds.values())
         if "examples" in parts:
-            progress(f"dataset examples: {len(states)} states")
-            examples = dataset_examples(agent, states, args.examples)
-            report["examples"] = {
-                layer: {str(u): [dict(zip(("state", "y", "x", "value"), e)) for e in ex] for u, ex in units.items()}
-                for layer, units in examples.items()
-            }
-            folder = os.path.join(out, "examples")
-            os.makedirs(folder, exist_ok=True)
-            for c, ex in examples["conv3"].items():
-                progress(f"dataset examples: conv3 channel {c + 1}/{len(examples['conv3'])}")
-                draw_examples(os.path.join(folder, f"conv3_channel{c:02d}.png"), ex, states,
-                              f"conv3 channel {c}: the {len(ex)} of {len(states)} sampled states that activate it most "
-                              "(top: its 36x36 receptive field; bottom: the whole input)")  # fmt: skip
-            for h, ex in examples["heads"].items():
-                draw_examples(os.path.join(folder, f"head{h}.png"), ex, states,
-                              f"attention head {h}: the {len(ex)} of {len(states)} sampled states where its peak is "
-                              "highest (top: the peak's receptive field; bottom: the whole input)")  # fmt: skip
-            draw_channel_overview(os.path.join(out, "examples_conv3.png"), examples["conv3"], states,
-                                  f"{title}: what each conv3 channel responds to, the 4 strongest of {len(states)} "
-                                  "sampled states (crops of the 36x36 receptive field, 4 frames maxed)")  # fmt: skip
-            progress(f"dataset examples: {len(examples['conv3'])} channels, {len(examples['heads'])} heads", done=True)
-
-        report["seconds"] = time.perf_counter() - start
+            report["examples"] = report_examples(out, agent, states, args, title, progress)
+            seconds["examples"] = time.perf_counter() - start - sum(seconds.values())
+        seconds["total"] = time.perf_counter() - start
         path = os.path.join(out, "interventions.json")
-        with open(f"{path}.tmp", "w") as f:
+        with open(f"{path}.tmp", "w") as f:  # a Ctrl-C leaves no half-written file
             json.dump(report, f, indent=2)
         os.replace(f"{path}.tmp", path)
-        print(f"\nwrote interventions.json and the figures to {out} ({report['seconds']:.0f} s)")
+        took = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        print(f"\nwrote interventions.json and the figures to {out} ({took})")
         report["out"] = out
     return report
 

@@ -144,7 +144,7 @@ def test_every_condition_plays_the_same_seeds_with_the_shared_play_loop(tiny_che
     # the files, and what they say
     out = report["out"]
     names = set(os.listdir(out))
-    assert {"interventions.json", "ablation.png", "examples_conv3.png", "examples"} <= names
+    assert {"interventions.json", "ablation.png", "removal.png", "examples_conv3.png", "examples"} <= names
     assert len([n for n in names if n.startswith("steering_")]) == 1
     assert len(os.listdir(os.path.join(out, "examples"))) == 64 + 2
     with open(os.path.join(out, "interventions.json")) as f:
@@ -153,6 +153,8 @@ def test_every_condition_plays_the_same_seeds_with_the_shared_play_loop(tiny_che
     assert set(saved["steering"]["configs"]) == {"all heads", "head 0 alone", "head 1 alone"}
     assert len(saved["steering"]["states"]) == 4 and set(saved["examples"]) == {"conv3", "heads"}
     assert 0 <= saved["heads"]["0-1"]["same_peak"] <= 1 and len(saved["heads"]["entropy"]) == 2
+    assert set(saved["removal"]) == {"ball removed", "control for ball", "paddle removed", "control for paddle"}
+    assert saved["removal"]["paddle removed"]["states"] == len(saved["states"])  # the paddle is always there
 
 
 def test_an_agent_without_attention_gets_the_examples_and_a_note(tiny_baseline_checkpoint, tmp_path, capsys):
@@ -162,6 +164,8 @@ def test_an_agent_without_attention_gets_the_examples_and_a_note(tiny_baseline_c
     assert "no attention module" in capsys.readouterr().out
     assert set(report["examples"]) == {"conv3", "heads"} and not report["examples"]["heads"]
     assert not os.path.exists(os.path.join(report["out"], "ablation.png"))
+    assert "head0_mass_shifted" not in report["removal"]["ball removed"]  # no attention to move: the KL only
+    assert report["removal"]["control for ball"]["kl_mean"] >= 0
 
 
 # ----------------------------------------------------------------------------- dataset examples and drawing
