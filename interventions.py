@@ -145,7 +145,7 @@ def one_hot_maps(device=None) -> torch.Tensor:
 
 def ablation_conditions(heads: int) -> dict:
     """{condition name: {head: its replacement map}}: intact, each head uniform, each head removed (a zero map:
-    it adds nothing to the mask), all heads uniform. Empty without attention (there is nothing to edit)."""
+    it adds nothing to the mask), all heads uniform. Only intact without attention (there is nothing to edit)."""
     if heads == 0:
         return {"intact": {}}
     conditions = {"intact": {}}
@@ -275,7 +275,8 @@ def head_agreement(attention: torch.Tensor) -> dict:
 
 
 def head_ablation(agent: Agent, env_id: str, args: Args, progress) -> tuple:
-    """({condition: games and their statistics}, sampled states). The intact games are always played."""
+    """({condition: games and their statistics}, how alike the heads are, sampled states). The intact games are
+    always played: their states are the ones the other parts use."""
     seeds = list(range(args.seed, args.seed + args.games))
     conditions = ablation_conditions(agent.attn_heads) if "ablation" in args.parts else {"intact": {}}
     watcher = IntactStates(agent, conditions, StateSample(args.states, args.seed))
@@ -303,10 +304,11 @@ def head_ablation(agent: Agent, env_id: str, args: Args, progress) -> tuple:
             action_changed_se=changed_se,
         )
         progress(f"ablation, {name}: score {score:.2f} +- {score_se:.2f} over {len(games)} games", done=True)
-    games = [g["heads"] for g in watcher.per_game]
-    heads = {k: np.mean([g[k] for g in games], 0).tolist() if k == "entropy" else
-             {m: float(np.mean([g[k][m] for g in games])) for m in games[0][k]} for k in games[0]}  # fmt: skip
-    return results, heads, watcher.sample.states()
+    games = [g["heads"] for g in watcher.per_game]  # how alike the heads are: the mean over games
+    agreement = {"entropy": np.mean([g["entropy"] for g in games], 0).tolist()}
+    for pair in (k for k in games[0] if k != "entropy"):
+        agreement[pair] = {m: float(np.mean([g[pair][m] for g in games])) for m in games[0][pair]}
+    return results, agreement, watcher.sample.states()
 
 
 # ----------------------------------------------------------------------------- part 2: attention steering
@@ -699,7 +701,7 @@ def draw_steering(path: str, state: dict, policies: dict, intact: np.ndarray, at
             m = policies[config][:, a].reshape(7, 7)
             heat = on_input(m)
             image = ax.imshow(heat, extent=(0, 84, 84, 0), aspect=FRAME_ASPECT, cmap="inferno", vmin=0, vmax=1,
-                              alpha=0.75 * np.sqrt(heat), interpolation="nearest")  # fmt: skip
+                              alpha=0.65 * np.sqrt(heat), interpolation="nearest")  # fmt: skip
             for e in edges[1:-1]:
                 ax.axhline(e, color="white", lw=0.3, alpha=0.35)
                 ax.axvline(e, color="white", lw=0.3, alpha=0.35)
