@@ -7,8 +7,9 @@ map per method:
   its 36x36 receptive field (transposed convolution, all-ones kernel, stride 8), so a pixel gets
   the attention mass of the units that see it, in [0, 1] per head (heads summed unless `head`).
 - gradcam (Selvaraju et al. 2017): on conv3's 7x7 grid, the grid of the attention, ReLU(sum_k alpha_k A_k)
-  with A the *rectified* conv3 maps (what the layers above read) and alpha_k the mean over the 49 places
-  of d target / d A_k; painted onto the input like the attention.
+  with alpha_k the mean over the 49 places of d target / d A_k and A the conv3 maps as the layers above
+  read them: after the ReLU, and L2-normalised per place in an agent with attention; painted onto the
+  input like the attention.
 - gradient (Simonyan et al. 2013): |d target / d input|.
 - smoothgrad (Smilkov et al. 2017): |mean gradient| over `samples` copies x + N(0, (noise x range)^2).
 - vargrad (Adebayo et al. 2018): the variance of those same gradients (one pass gives both).
@@ -75,7 +76,7 @@ class Args:
     """noisy copies per observation for SmoothGrad and VarGrad"""
     noise: float = 0.15
     """standard deviation of that noise, as a fraction of the input range [0, 1]"""
-    ig_steps: int = 32
+    ig_steps: int = 64
     """points on the path from the baseline of Integrated Gradients (midpoint rule)"""
     stride: int = 5
     """grid spacing in pixels of the perturbation method"""
@@ -97,7 +98,7 @@ class Args:
 
 
 def check_options(
-    agent: Optional[Agent], method, target, head, action, samples, noise, stride, chunk, ig_steps=32
+    agent: Optional[Agent], method, target, head, action, samples, noise, stride, chunk, ig_steps=64
 ) -> None:
     """Raise UsageError (one sentence) for a setting the maps cannot be computed with (agent None: skip its checks)."""
     if method not in METHODS:
@@ -218,9 +219,13 @@ def integrated_gradients(agent, x, baseline, target, heads, peak, action, steps,
 def gradcam(agent, x, target, heads, peak, action, chunk) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017) on conv3's 7x7 grid: (B, 7, 7), >= 0.
 
-    A: conv3's output after its ReLU, (B, 64, 7, 7), the tensor every layer above reads (the attention
-    module, or fc in a plain Nature CNN); alpha_k = mean over the 49 places of d target / d A_k; the map is
-    ReLU(sum_k alpha_k A_k). (captum's LayerGradCam on the conv3 module takes A before the ReLU instead.)
+    A: conv3's maps as every layer above reads them, (B, 64, 7, 7): `features`, the output after its ReLU,
+    L2-normalised over the channels at each place in an agent with attention (both the attention module and
+    the masked features read that), conv3's rectified output itself in a plain Nature CNN. alpha_k = mean
+    over the 49 places of d target / d A_k; the map is ReLU(sum_k alpha_k A_k). Not the raw conv3 output of
+    an attention agent: what reads it is blind to its scale at each place, so there the gradient is
+    orthogonal to it, sum_k (d target / d A_k(p)) A_k(p) = 0, and the map is mostly noise. (captum's
+    LayerGradCam on the conv3 module would take A before the ReLU.)
     """
     maps = []
     for start in range(0, x.shape[0], chunk):
@@ -228,9 +233,9 @@ def gradcam(agent, x, target, heads, peak, action, chunk) -> torch.Tensor:
         with torch.enable_grad():
             a = agent.activations(x[rows], check=False)
             score = gradient_target(a, target, heads, peak[rows], action[rows])
-            (grad,) = torch.autograd.grad(score.sum(), a["conv3"])
+            (grad,) = torch.autograd.grad(score.sum(), a["features"])
         alpha = grad.mean((2, 3), keepdim=True)  # (C, 64, 1, 1)
-        maps.append(F.relu((alpha * a["conv3"]).sum(1)).detach())
+        maps.append(F.relu((alpha * a["features"]).sum(1)).detach())
     return torch.cat(maps)
 
 
@@ -308,7 +313,7 @@ def saliency_maps(
     chunk: int = 128,
     signed: bool = False,
     generator: Optional[torch.Generator] = None,
-    ig_steps: int = 32,
+    ig_steps: int = 64,
 ) -> dict:
     """{method: saliency map (B, 4, 84, 84) float32} for a batch of observations, on the agent's device.
 
