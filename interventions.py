@@ -88,6 +88,9 @@ class Args:
     """steering figures to draw (states spread over the steered ones)"""
     examples: int = 8
     """dataset examples per conv3 channel and per head"""
+    threads: int = 1
+    """torch CPU threads: one observation per pass while playing, and on a CPU busy with other jobs, threads that
+    wait for each other made the whole run slower (71 s against 92 s for parts 2-4 on the project's 2 cores)"""
     seed: int = 1
     """first game seed (also the seed of the agent's sampled actions and of the state sample)"""
     greedy: bool = False
@@ -102,7 +105,7 @@ class Args:
 
 def check_args(args: Args) -> None:
     """Reject a bad setting with one sentence (UsageError) before anything is loaded or written."""
-    for name in ("games", "max_steps", "states", "steer_states", "examples"):
+    for name in ("games", "max_steps", "states", "steer_states", "examples", "threads"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     if args.figures < 0:
@@ -516,12 +519,20 @@ def object_removal(agent: Agent, states: list, args: Args, progress) -> tuple:
 # ----------------------------------------------------------------------------- part 4: dataset examples
 
 
-def top_examples(activation: torch.Tensor, k: int) -> list:
+def top_examples(activation: torch.Tensor, k: int, moments: Optional[list] = None, apart: int = 10) -> list:
     """The k states whose strongest place is strongest, one place per state: activation (S, 7, 7) ->
-    [(state index, y, x, value)], strongest first; states where the unit is 0 everywhere are left out."""
+    [(state index, y, x, value)], strongest first; states where the unit is 0 everywhere are left out.
+    moments: (game seed, step) of each state; a state fewer than `apart` steps from a chosen one of the same
+    game is skipped (it would show nearly the same picture again)."""
     best, where = activation.flatten(1).max(1)  # (S,)
-    order = torch.argsort(best, descending=True)[:k]
-    return [(int(s), int(where[s]) // 7, int(where[s]) % 7, float(best[s])) for s in order if best[s] > 0]
+    chosen = []
+    for s in torch.argsort(best, descending=True).tolist():
+        if len(chosen) == k or best[s] <= 0:
+            break
+        if moments is None or all(moments[c][0] != moments[s][0] or abs(moments[c][1] - moments[s][1]) >= apart
+                                  for c, *_ in chosen):  # fmt: skip
+            chosen.append((s, int(where[s]) // 7, int(where[s]) % 7, float(best[s])))
+    return chosen
 
 
 def crop(obs: np.ndarray, y: int, x: int) -> np.ndarray:
@@ -540,9 +551,10 @@ def dataset_examples(agent: Agent, states: list, k: int) -> dict:
         a = agent.activations(obs[start : start + 256].to(device))
         chunks.append((a["conv3"].float().cpu(), a["attention"].float().cpu()))
     conv3, attention = torch.cat([c for c, _ in chunks]), torch.cat([a for _, a in chunks])
+    moments = [(s["seed"], s["t"]) for s in states]
     return {
-        "conv3": {c: top_examples(conv3[:, c], k) for c in range(conv3.shape[1])},
-        "heads": {h: top_examples(attention[:, h], k) for h in range(attention.shape[1])},
+        "conv3": {c: top_examples(conv3[:, c], k, moments) for c in range(conv3.shape[1])},
+        "heads": {h: top_examples(attention[:, h], k, moments) for h in range(attention.shape[1])},
     }
 
 
@@ -779,7 +791,8 @@ def draw_examples(path: str, examples: list, states: list, title: str) -> None:
     (the 4 frames collapsed by their maximum) with the field outlined."""
     plt = pyplot()
     k = max(len(examples), 1)
-    fig, axes = plt.subplots(2, k, figsize=(1.6 * k + 0.4, 4.0), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(2, k, figsize=(1.6 * k + 0.4, 4.0), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.8, wspace=0.08, hspace=0.35)  # fixed: 66 figures
     for i, (s, y, x, value) in enumerate(examples):
         obs = states[s]["obs"]
         axes[0, i].imshow(crop(obs, y, x), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -895,7 +908,10 @@ def main(argv=None) -> dict:
     """Run the chosen parts, print their tables, write interventions.json and the figures; returns the report."""
     args = tyro.cli(Args, args=argv)
     check_args(args)
-    agent, meta = load_checkpoint(args.checkpoint, pick_device(args.cuda))
+    device = pick_device(args.cuda)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    agent, meta = load_checkpoint(args.checkpoint, device)
     env_id, names, heads = meta["env_id"], meta["action_names"], agent.attn_heads
     parts, notes = [p for p in ALL_PARTS if p in args.parts], []
     if heads == 0 and {"ablation", "steering"} & set(parts):
@@ -906,17 +922,13 @@ def main(argv=None) -> dict:
         notes.append(f"part 3 reads the game's objects from the RAM, known for {', '.join(OBJECT_READERS)} only.")
     for note in notes:
         print(f"note: {note}")
-    progress, threads, title = Progress(), torch.get_num_threads(), f"{env_id}, {os.path.basename(args.checkpoint)}"
+    progress, title = Progress(), f"{env_id}, {os.path.basename(args.checkpoint)}"
     report = dict(checkpoint=args.checkpoint, env_id=env_id, attn_heads=heads, action_names=names, parts=parts)
     report |= dict(games=args.games, seed=args.seed, greedy=args.greedy, max_steps=args.max_steps, notes=notes)
     seconds = report["seconds"] = {}
     with output_folder(args.out, meta["run_name"], "interventions", args.force) as out:
         start = time.perf_counter()
-        torch.set_num_threads(1)  # passes of one observation gain nothing from threads; on a busy CPU they cost 20x
-        try:
-            ablation, agreement, states = head_ablation(agent, env_id, args, progress)
-        finally:
-            torch.set_num_threads(threads)
+        ablation, agreement, states = head_ablation(agent, env_id, args, progress)
         report["ablation"], report["heads"] = ablation, agreement
         report["states"] = [dict(seed=s["seed"], t=s["t"], action=s["action"]) for s in states]
         if "ablation" in parts:

@@ -176,6 +176,8 @@ def test_top_examples_rank_states_by_their_strongest_place_and_skip_silent_ones(
     activation[0, 2, 3], activation[2, 6, 0], activation[2, 1, 1], activation[3, 0, 6] = 0.5, 2.0, 1.0, 0.1
     assert top_examples(activation, 3) == [(2, 6, 0, 2.0), (0, 2, 3, 0.5), (3, 0, 6, pytest.approx(0.1))]
     assert top_examples(activation, 9)[-1][0] == 3  # state 1 is 0 everywhere: never an example
+    moments = [(1, 100), (1, 0), (1, 95), (2, 95)]  # (game seed, step): state 0 is 5 steps from state 2
+    assert [e[0] for e in top_examples(activation, 9, moments)] == [2, 3]
 
 
 def test_a_crop_is_the_units_receptive_field_of_the_frames_maximum():
