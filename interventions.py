@@ -48,12 +48,13 @@ from play import (
     Progress,
     box_in_observation,
     exit_on_bad_input,
+    game_name,
     load_checkpoint,
     output_folder,
     pick_device,
     play,
 )
-from ppo_attention import Agent, UsageError, resolve_atari_id
+from ppo_attention import Agent, UsageError
 from render import head_colours
 from saliency import collapse_frames
 
@@ -382,7 +383,7 @@ def attention_steering(agent: Agent, states: list, args: Args, progress) -> tupl
 
 def objects_known(env_id: str) -> bool:
     """Whether play.py reads this game's objects from the emulator's RAM (`play.OBJECT_READERS`)."""
-    return resolve_atari_id(env_id)[0] in OBJECT_READERS
+    return game_name(env_id) in OBJECT_READERS
 
 
 def stacked_boxes(state: dict, name: str) -> list:
