@@ -91,7 +91,7 @@ class Args:
     """dataset examples per conv3 channel and per head"""
     threads: int = 1
     """torch CPU threads: one observation per pass while playing, and on a CPU busy with other jobs, threads that
-    wait for each other made the whole run slower (71 s against 92 s for parts 2-4 on the project's 2 cores)"""
+    wait for each other made parts 2-4 slower (49 s against 68 s on two threads, on the project's 2 cores)"""
     seed: int = 1
     """first game seed (also the seed of the agent's sampled actions and of the state sample)"""
     greedy: bool = False
