@@ -79,8 +79,7 @@ def second_checkpoint(tmp_path_factory):
 def fake_step(probs, action, attention) -> Step:
     acts = {"attn_logits": torch.log(torch.as_tensor(attention)[None] + 1e-9)}
     frame = np.zeros((210, 160, 3), np.uint8)
-    obs, ram = np.zeros((4, 84, 84), np.uint8), np.zeros((2, 128), np.uint8)  # Step.ram, .objects: from faithfulness
-    return Step(0, obs, frame, acts, np.array(probs), 0.5, attention, action, False, 0, 0, ram, {})
+    return Step(0, np.zeros((4, 84, 84), np.uint8), frame, acts, np.array(probs), 0.5, attention, action, False, 0, 0)
 
 
 @pytest.mark.parametrize("probs", [[0, 0, 1, 0], [0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]])
