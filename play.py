@@ -25,12 +25,12 @@ The game's objects live here, beside the game they are read from, so that every 
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import itertools
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Optional
 
 import ale_py
@@ -129,7 +129,7 @@ def make_env(env_id: str, seed: Optional[int] = None, noop_max: int = 30) -> gym
 # ----------------------------------------------------------------------------- playing one game
 
 
-@dataclass
+@dataclasses.dataclass
 class Step:
     """One agent step of `play`."""
 
@@ -144,8 +144,8 @@ class Step:
     forced: bool  # True when the game pressed FIRE after a lost life (the agent's choice was overridden)
     reward: float  # raw game reward of this step
     score: float  # game score so far, this step's reward included
-    ram: np.ndarray  # (2, 128) uint8: the emulator's RAM at the two frames max-pooled into obs[-1]; ram[1] is frame's
-    objects: dict  # {name: 210x160 box of the object in obs[-1] (both pooled frames), or None}; {} if not known
+    ram: Optional[np.ndarray] = None  # (2, 128) uint8: the RAM at the 2 frames max-pooled into obs[-1]; [1]: frame's
+    objects: dict = dataclasses.field(default_factory=dict)  # {name: its 210x160 box in obs[-1] or None}; {}: unknown
 
 
 @torch.no_grad()
