@@ -57,7 +57,14 @@ COMMANDS = command_lines()
 
 def test_the_readmes_show_every_script():
     scripts = {argv[0] for _, argv in COMMANDS}
-    assert {"ppo_attention.py", "render.py", "saliency.py", "relevance_tree.py", "faithfulness.py"} <= scripts
+    assert {
+        "ppo_attention.py",
+        "render.py",
+        "saliency.py",
+        "relevance_tree.py",
+        "faithfulness.py",
+        "interventions.py",
+    } <= scripts
     assert "experiments/sweep.py" in scripts and len(COMMANDS) >= 20
 
 
