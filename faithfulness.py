@@ -36,7 +36,7 @@ import tyro
 
 from play import Progress, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
 from ppo_attention import UsageError, layer_init
-from saliency import METHODS, check_options, collapse_frames, gaussian_blur, saliency_maps
+from saliency import METHODS, as_float_input, check_options, collapse_frames, gaussian_blur, saliency_maps
 
 ALL_METHODS = (*METHODS, "random")
 Method = Literal["attention", "gradient", "smoothgrad", "vargrad", "perturbation", "random"]
@@ -49,6 +49,13 @@ CASCADE = (  # re-initialised from the output down, cumulatively: (label, layers
     ("conv2", ("conv2",)),
     ("conv1", ("conv1",)),
 )
+Q_VALUES = (
+    "this agent is a DQN, whose outputs are Q-values. The curves follow softmax(Q) in place of a policy (KL of "
+    "softmax(Q') from softmax(Q), and the greedy action's probability under it), and the maps explain the greedy "
+    "action. Q-values are sums of clipped rewards, so at temperature 1 a difference of one point of reward between "
+    "two actions makes odds of e to 1; the KL is 0 exactly when every Q-value moves by the same amount (the "
+    "decision and the advantages unchanged). The greedy policy itself changes only when the argmax does."
+)
 INIT_STD = {"actor": 0.01, "critic": 1.0}  # the training script's layer_init; sqrt(2) for every other layer
 PLACES = 84 * 84
 
@@ -58,7 +65,9 @@ class Args:
     """Score every saliency map of a checkpoint by deletion, insertion, cascading randomisation and run time."""
 
     checkpoint: str
-    """a `run.pt` written by ppo_attention.py (or its run folder)"""
+    """a `run.pt` of ppo_attention.py (or its run folder), a CleanRL .pt/.cleanrl_model or a Stable-Baselines3 .zip"""
+    env_id: Optional[str] = None
+    """the game of a CleanRL or SB3 agent whose file does not name it, e.g. BreakoutNoFrameskip-v4"""
     states: int = 32
     """states to explain, spread over --games games, drawn at random steps of each game"""
     games: int = 4
@@ -106,7 +115,7 @@ def check_args(args: Args) -> None:
 # ----------------------------------------------------------------------------- states and maps
 
 
-def sample_states(agent, env_id: str, args: Args, progress) -> tuple:
+def sample_states(agent, env_id: str, args: Args, progress, env_options: Optional[dict] = None) -> tuple:
     """(observations (S, 4, 84, 84) uint8, taken actions (S,)) on the agent's device, S <= --states.
 
     Game g is played from seed `seed + g`; its share of the states is a uniform sample (reservoir
@@ -119,7 +128,7 @@ def sample_states(agent, env_id: str, args: Args, progress) -> tuple:
     try:
         for g, share in enumerate(len(part) for part in np.array_split(np.arange(args.states), games)):
             kept, seen = [], 0
-            for step in play(agent, env_id, args.seed + g, args.greedy, args.max_steps):
+            for step in play(agent, env_id, args.seed + g, args.greedy, args.max_steps, env_options):
                 progress(f"playing game {g + 1}/{games}: step {step.t}")
                 if step.forced:
                     continue
@@ -210,6 +219,25 @@ def policy_curves(agent, x, base, actions, ranks, fractions, chunk: int) -> dict
         for name, value in zip(CURVES, (kl[0], prob[0], prob[1], kl[1])):
             flat[name][rows] = value
     return {name: v.view(S, K).cpu().numpy() for name, v in flat.items()}
+
+
+def deletion_insertion(agent, obs, maps: dict, actions, baseline="blur", steps=20, chunk=128, seed=1, progress=None):
+    """The deletion and insertion curves of every map: ({method: {name in CURVES: (S, K)}}, fractions (K,)).
+
+    agent: an Agent or saliency.AnyPolicy; obs (S, 4, 84, 84) uint8 (or float in [0, 1]); maps {method: relevance
+    (S, 84, 84)} (collapse_frames of a saliency map); actions (S,) the explained actions; baseline "blur" or
+    "black"; K = steps + 1 fractions of the places from 0 to 1. Tied places are ordered at random (seed).
+    """
+    x = as_float_input(agent, obs)  # (S, 4, 84, 84) in [0, 1]
+    actions = torch.as_tensor(actions, device=x.device).long().expand(len(x))
+    base = gaussian_blur(x) if baseline == "blur" else torch.zeros_like(x)
+    fractions, ties, curves = np.linspace(0, 1, steps + 1), torch.Generator(x.device).manual_seed(seed), {}
+    for method, relevance in maps.items():
+        if progress:
+            progress(f"deletion and insertion: {method}")
+        ranks = relevance_ranks(torch.as_tensor(relevance, device=x.device), ties)  # (S, 7056)
+        curves[method] = policy_curves(agent, x, base, actions, ranks, fractions, chunk)
+    return curves, fractions
 
 
 def area_under_curve(y, x) -> np.ndarray:
@@ -368,29 +396,28 @@ def main(argv=None) -> str:
     """Sample states, compute and score every map, print the table and write JSON, CSV and PNG; returns the folder."""
     args = tyro.cli(Args, args=argv)
     check_args(args)
-    agent, meta = load_checkpoint(args.checkpoint, pick_device(args.cuda))
+    agent, meta = load_checkpoint(args.checkpoint, pick_device(args.cuda), args.env_id)
     methods = list(dict.fromkeys(args.method))
     if "attention" in methods and agent.attn_heads == 0:
         methods.remove("attention")
-        print("note: this agent has no attention module (trained with --attn-heads 0); the attention map is skipped.")
+        print("note: this agent has no attention module; the attention map is skipped.")
     if not methods:
         raise UsageError("no method is left to score; add --method gradient (or another one).")
     device, progress = next(agent.parameters()).device, Progress()
     with output_folder(args.out, meta["run_name"], "faithfulness", args.force) as out:
         start = time.perf_counter()
-        obs, actions = sample_states(agent, meta["env_id"], args, progress)  # (S, 4, 84, 84) uint8, (S,)
+        obs, actions = sample_states(agent, meta["env_id"], args, progress, meta["env_options"])  # (S, 4, 84, 84), (S,)
+        if meta["outputs"] == "q_values":  # a DQN: its maps explain, and the curves follow, its greedy action
+            print(f"note: {Q_VALUES}")
+            with torch.no_grad():
+                actions = agent(obs)[0].argmax(-1)
         progress(f"maps of {len(obs)} states: {', '.join(methods)}")
         random_maps = torch.Generator(device=device).manual_seed(args.seed)
         maps, seconds = explanation_maps(agent, obs, actions, methods, args, random_maps)  # {m: (S, 84, 84)}
         progress(f"maps: {time.perf_counter() - start:.0f} s", done=True)
 
-        x = obs.float() / 255  # (S, 4, 84, 84)
-        base = gaussian_blur(x) if args.baseline == "blur" else torch.zeros_like(x)
-        fractions, ties, curves = np.linspace(0, 1, args.steps + 1), torch.Generator(device).manual_seed(args.seed), {}
-        for method in methods:
-            progress(f"deletion and insertion: {method}")
-            ranks = relevance_ranks(maps[method], ties)  # (S, 7056)
-            curves[method] = policy_curves(agent, x, base, actions, ranks, fractions, args.chunk)
+        maps = {m: maps[m] for m in methods}
+        curves, fractions = deletion_insertion(agent, obs, maps, actions, args.baseline, args.steps, args.chunk, args.seed, progress)  # fmt: skip
         progress(f"deletion and insertion: {time.perf_counter() - start:.0f} s", done=True)
 
         some = np.unique(np.linspace(0, len(obs) - 1, min(args.sanity_states, len(obs))).round().astype(int))
@@ -403,10 +430,14 @@ def main(argv=None) -> str:
 
         results = summary(curves, fractions, seconds, sanity)
         report = dict(checkpoint=args.checkpoint, env_id=meta["env_id"], states=len(obs), baseline=args.baseline)
+        report["policy"] = "softmax(Q)" if meta["outputs"] == "q_values" else "policy"  # what the curves follow
         with open(os.path.join(out, "faithfulness.json"), "w") as f:
             json.dump({**report, "methods": results}, f, indent=2)
         save_csv(os.path.join(out, "faithfulness.csv"), results, layers)
         title = f"{meta['env_id']}, {len(obs)} states, {args.baseline} baseline: which explanation of the chosen action can you trust?"
+        title += (
+            " (a DQN: its policy is softmax(Q), its chosen action the greedy one)" if "Q" in report["policy"] else ""
+        )
         save_figure(os.path.join(out, "faithfulness.png"), curves, fractions, results, layers, title, args.baseline)
         print(f"\n{title}\nAreas under the mean curves (x: fraction of the places, 0 to 1); better: deletion KL higher, "
               "deletion prob lower, insertion prob higher, insertion KL lower. Layer columns (sanity check): rank "

@@ -43,7 +43,9 @@ class Args:
     """Play the checkpoint's game and write the relevance tree of each chosen step (PNG + JSON)."""
 
     checkpoint: str
-    """a `run.pt` written by ppo_attention.py (or its run folder), of an agent with attention heads"""
+    """a `run.pt` of ppo_attention.py (or its run folder), a CleanRL .pt/.cleanrl_model or a Stable-Baselines3 .zip"""
+    env_id: Optional[str] = None
+    """the game of a CleanRL or SB3 agent whose file does not name it, e.g. BreakoutNoFrameskip-v4"""
     steps: tuple[int, ...] = (20, 60, 120)
     """agent steps of the game to explain (0 = the first observation); one PNG + JSON each"""
     roots: int = 2
@@ -347,12 +349,12 @@ def main(argv=None) -> str:
     device = pick_device(args.cuda)
     if device.type == "cpu":
         torch.set_num_threads(1)  # tiny tensors: one thread is faster than two
-    agent, meta = load_checkpoint(args.checkpoint, device)
+    agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     if agent.attn_heads == 0:
         raise UsageError(f"'{args.checkpoint}' holds an agent without attention (--attn-heads 0): it has no tree.")
     names = meta["action_names"]
     with output_folder(args.out, meta["run_name"], "tree", args.force) as out:
-        kept, _ = play_to(agent, meta["env_id"], steps, args.seed, args.greedy)
+        kept, _ = play_to(agent, meta["env_id"], steps, args.seed, args.greedy, meta["env_options"])
         for t, step in sorted(kept.items()):
             start = time.perf_counter()
             tree = build_tree(agent, step.obs, args.roots, args.children, args.depth, threshold=args.threshold)

@@ -41,7 +41,9 @@ class Args:
     """Play one or more checkpoints of the same game; film them side by side and print their scores."""
 
     checkpoint: tuple[str, ...]
-    """one `run.pt` (or run folder) per agent; several agents play side by side, each its own game"""
+    """one file per agent (run.pt or run folder, CleanRL .pt/.cleanrl_model, SB3 .zip); several play side by side"""
+    env_id: Optional[str] = None
+    """the game of CleanRL or SB3 agents whose files do not name it, e.g. BreakoutNoFrameskip-v4"""
     overlay: Optional[Literal["attention", "saliency", "tree", "none"]] = None
     """what to draw over the game (default: attention, or saliency for agents trained without attention)"""
     method: Literal["smoothgrad", "gradient", "vargrad", "perturbation"] = "smoothgrad"
@@ -242,12 +244,14 @@ class NoOverlay:
 
 
 class Panel:
-    """One agent's side panel (PIL): who it is, the step, score and value, the policy as bars, the legend."""
+    """One agent's side panel (PIL): who it is, the step, score and value, the policy as bars (a DQN's Q-values,
+    each a bar from 0 on one scale), the legend."""
 
-    def __init__(self, width: int, height: int, s: int, title: str, action_names: list):
+    def __init__(self, width: int, height: int, s: int, title: str, action_names: list, epsilon=None):
         self.font, self.small = ImageFont.truetype(FONT, 5 * s + 1), ImageFont.truetype(FONT, 4 * s + 1)
         self.line, self.pad = int(1.3 * self.font.size), 3 * s
         self.size, self.title, self.names = (width, height), title, action_names
+        self.q_values, self.epsilon = epsilon is not None, epsilon  # a DQN's: it acts epsilon-greedily
 
     def lines(self, texts: list, colour=DIM) -> None:
         for text in texts:
@@ -276,25 +280,35 @@ class Panel:
             self.draw.text((self.pad, self.y), text, font=self.font, fill=colour)
             self.y += self.line
         self.draw.text((self.pad, self.y), f"step {step.t}   score {step.score:g}", font=self.font, fill=TEXT)
-        self.draw.text((self.pad, self.y + self.line), f"value V(s) {step.value:+.3f}", font=self.font, fill=TEXT)
+        value = f"{'max Q(s, a)' if self.q_values else 'value V(s)'} {step.value:+.3f}"
+        self.draw.text((self.pad, self.y + self.line), value, font=self.font, fill=TEXT)
         self.y += 2 * self.line + self.pad
-        self.draw.text((self.pad, self.y), "action probabilities", font=self.small, fill=DIM)
+        if self.q_values:  # each Q-value a bar from 0, all on one scale
+            shown = step.activations["logits"][0].float().cpu().numpy()
+            lo = min(0.0, float(shown.min()))
+            hi = max(0.0, float(shown.max()), lo + 1e-6)
+            spans = [sorted(((0 - lo) / (hi - lo), (q - lo) / (hi - lo))) for q in shown]
+        else:
+            shown, spans = step.probs, [(0.0, float(p)) for p in step.probs]
+        title = "Q-values Q(s, a), bars from 0" if self.q_values else "action probabilities"
+        self.draw.text((self.pad, self.y), title, font=self.small, fill=DIM)
         self.y += self.line
         x0 = self.pad + int(max(self.draw.textlength(n, font=self.small) for n in self.names)) + self.pad
         x1, row = self.size[0] - 3 * self.line, min(self.line, (self.size[1] // 2 - self.y) // len(self.names))
         self.bars = []  # (y0, y1, x0, x1) of each action's bar track
-        for i, (name, p) in enumerate(zip(self.names, step.probs)):
+        for i, (name, v, (a, b)) in enumerate(zip(self.names, shown, spans)):
             taken = i == step.action
             y = self.y + i * row
             self.bars.append((y + row // 5, y + row * 4 // 5, x0, x1))
             self.draw.text((self.pad, y), name, font=self.small, fill=TAKEN if taken else TEXT)
             self.draw.rectangle((x0, y + row // 5, x1, y + row * 4 // 5), fill=TRACK)
-            self.draw.rectangle(
-                (x0, y + row // 5, x0 + (x1 - x0) * float(p), y + row * 4 // 5), fill=TAKEN if taken else BAR
-            )
-            self.draw.text((x1 + self.pad, y), f"{p:.2f}", font=self.small, fill=DIM)
+            bar = (x0 + (x1 - x0) * a, y + row // 5, x0 + (x1 - x0) * b, y + row * 4 // 5)
+            self.draw.rectangle(bar, fill=TAKEN if taken else BAR)
+            self.draw.text((x1 + self.pad, y), f"{v:+.2f}" if self.q_values else f"{v:.2f}", font=self.small, fill=DIM)
         self.y += len(self.names) * row + self.pad
-        self.lines(["orange: the action taken" + (" (FIRE after a lost life)" if step.forced else "")])
+        taken = "orange: the action taken" + (" (FIRE after a lost life)" if step.forced else "")
+        greedy = [f"(greedy, or with probability {self.epsilon:g}", "a random one)"] if self.q_values else []
+        self.lines([taken, *greedy])
         overlay.legend(self, step)
         return np.asarray(self.img)
 
@@ -327,7 +341,7 @@ def make_overlay(args: Args, overlay: str, agent, meta: dict):
     needs_attention = overlay in ("attention", "tree") or (overlay == "saliency" and args.target == "attention")
     if needs_attention and agent.attn_heads == 0:
         raise UsageError(
-            f"'{meta['path']}' holds an agent without attention (--attn-heads 0), so it has no {overlay} "
+            f"'{meta['path']}' holds an agent without attention, so it has no {overlay} "
             f"{'target' if overlay == 'saliency' else 'overlay'}; use --overlay saliency --target action, or --overlay none."
         )
     if overlay == "attention":
@@ -338,7 +352,9 @@ def make_overlay(args: Args, overlay: str, agent, meta: dict):
 
 
 def agent_title(meta: dict) -> str:
-    steps = f"{meta.get('global_step', 0) / 1e6:.2f}M steps"
+    steps = f"{(meta.get('global_step') or 0) / 1e6:.2f}M steps"
+    if meta["source"] != "ppo_attention.py":  # an agent trained elsewhere: CleanRL's files do not count steps
+        return f"{meta['source']}, {steps}" if meta.get("global_step") else meta["source"]
     return f"attn-coef {meta['args']['attn_coef']:g}, {steps}" if meta["attn_heads"] else f"no attention, {steps}"
 
 
@@ -361,7 +377,7 @@ class Film:
         self.path, self.s, self.overlays, self.frames = path, s, overlays, 0
         panel_w = 100 * s + (-260 * s) % 16  # each block is a multiple of 16 px wide, as H.264 wants
         self.block_w, height = FRAME_W * s + panel_w, FRAME_H * s + (-FRAME_H * s) % 16
-        self.panels = [Panel(panel_w, height, s, agent_title(m), m["action_names"]) for m in metas]
+        self.panels = [Panel(panel_w, height, s, agent_title(m), m["action_names"], m.get("epsilon")) for m in metas]
         self.canvas = np.zeros((height, len(metas) * self.block_w, 3), np.uint8)
         self.writer = imageio.get_writer(path + ".partial.mp4", fps=args.fps, codec="libx264", macro_block_size=16,
                                          ffmpeg_log_level="error", ffmpeg_params=["-preset", "veryfast"])  # fmt: skip
@@ -450,12 +466,14 @@ class Explorer:
         self.writer.close()
 
 
-def play_round(args: Args, agents: list, env_id: str, e: int, film, stop, progress, explorer=None) -> list:
+def play_round(args: Args, agents: list, env_id: str, e: int, film, stop, progress, explorer=None, env_options=None):
     """Game e of every agent, from seed + e, filmed side by side: each game's record (seed, score, steps,
-    mean attention entropy per head), or an empty list when Ctrl-C stopped the round."""
+    mean attention entropy per head), or an empty list when Ctrl-C stopped the round. env_options: each agent's
+    `meta["env_options"]` (None: this project's)."""
     seed, n = args.seed + e, len(agents)
     last, entropies, over = [None] * n, [[] for _ in agents], [False] * n
-    for steps in in_step([play(agent, env_id, seed, args.greedy, args.max_steps) for agent in agents]):
+    plays = [play(a, env_id, seed, args.greedy, args.max_steps, o) for a, o in zip(agents, env_options or [None] * n)]
+    for steps in in_step(plays):
         for i, st in enumerate(steps):
             if st is not None:
                 last[i] = st
@@ -501,8 +519,9 @@ def main(argv=None) -> dict:
     device = pick_device(args.cuda)
     if device.type == "cpu":
         torch.set_num_threads(1)  # batch-1 forward passes: threads cost more than they give, and ffmpeg needs a core
-    loaded = [load_checkpoint(c, device) for c in args.checkpoint]
+    loaded = [load_checkpoint(c, device, args.env_id) for c in args.checkpoint]
     agents, metas = [agent for agent, _ in loaded], [meta for _, meta in loaded]
+    options = [meta["env_options"] for meta in metas]  # each agent sees its game as it was trained to
     if len({m["env_id"] for m in metas}) > 1:
         raise UsageError(f"the checkpoints play different games ({', '.join(m['env_id'] for m in metas)}).")
     kind = args.overlay or ("attention" if all(agent.attn_heads for agent in agents) else "saliency")
@@ -519,7 +538,8 @@ def main(argv=None) -> dict:
         try:
             for e in range(args.episodes):
                 for agent_games, record in zip(
-                    games, play_round(args, agents, metas[0]["env_id"], e, film, stop, progress, explorer)
+                    games,
+                    play_round(args, agents, metas[0]["env_id"], e, film, stop, progress, explorer, options),
                 ):
                     agent_games.append(record)
                 if stop.requested:
