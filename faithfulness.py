@@ -1,27 +1,42 @@
-"""Which explanation can you trust? Deletion, insertion and sanity checks of every saliency map of an Atari agent.
+"""Which explanation can you trust? Deletion, insertion, sanity checks and the game's own objects, for every map.
 
-Plays the checkpoint's game, samples `--states` states from several games, and explains the action the
-agent took at each with every map of saliency.py (attention, gradient, smoothgrad, vargrad, perturbation)
-and a random map, the floor every method must beat. A *place* is one of the 84x84 pixel positions, in
-all 4 stacked frames at once, ranked by the map's maximum over the frames (`collapse_frames`).
+Plays the checkpoint's game, samples `--states` states from several games, and explains at each the agent's
+own decision, its most probable action (`--explain taken`: the action it took), with every map of saliency.py
+(attention, gradcam, gradient, smoothgrad, vargrad, ig_black, ig_blur, perturbation). A *place* is one of the
+84x84 pixel positions, in all 4 stacked frames at once, ranked by the map's maximum over the frames.
+
+Floors: maps that carry no information about the model, which every method must beat.
+- random: i.i.d. uniform pixels.
+- painted_uniform: a uniform 7x7 attention painted like the attention (36x36 receptive fields, stride 8).
+  Painting alone makes a map heavy in the centre, where the most receptive fields overlap.
+- painted_dirichlet: random 7x7 attention maps (Dirichlet(1) over the 49 places, one per head), painted.
+  The same geometry as the attention and Grad-CAM, and spatially coherent like every real map.
+Each method's margin is taken over the strongest floor of each score, paired over states.
 
 - deletion (Petsiuk et al. 2018, RISE, arXiv 1806.07421): replace the places, most relevant first, by a
   blurred (Greydanus' sigma 3) or black copy and follow KL(original policy || perturbed policy) and the
-  probability of the chosen action. A map that found what matters moves the policy early: a large KL
+  probability of the explained action. A map that found what matters moves the policy early: a large KL
   area, a small probability area.
 - insertion: the reverse. From the fully blurred (or black) frames, restore the most relevant places first:
   the probability comes back early (large area), the KL falls early (small area).
+  Every area is a mean over states with its standard error.
 - cascading randomisation (Adebayo et al. 2018, arXiv 1810.03292): re-initialise the network from the top
   down (actor+critic, fc, attention, conv3, conv2, conv1, cumulatively) with the training script's
   `layer_init`, and give the Spearman rank correlation of each new map with the trained model's. A map
-  that stays the same when the weights are destroyed explains the input, not the model.
+  that stays the same when the weights are destroyed explains the input, not the model. Beside it, each
+  method's floor: its trained map's correlation with the floors, what geometry alone gives.
+- objects (games whose RAM layout play.py knows: Breakout): the ball's and the paddle's boxes in the 4
+  stacked frames, read from the emulator's RAM and grown by `--margin` px. For every map and each attention
+  head: the share of the map's mass on each object against the object's share of the screen, and how often
+  the map's peak (its maximum) lies on the object.
 
-Huber et al. 2021 (arXiv 2101.07312) compared saliency methods for Atari agents in the same three ways:
-insertion, sanity checks and run time.
+Huber et al. 2021 (arXiv 2101.07312) compared saliency methods for Atari agents with insertion, sanity
+checks and run time.
 
     python faithfulness.py --checkpoint runs/<run_name>/run.pt
 """
 
+import collections
 import copy
 import csv
 import json
@@ -34,13 +49,24 @@ import numpy as np
 import torch
 import tyro
 
-from play import Progress, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
+from play import Progress, box_in_observation, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
 from ppo_attention import UsageError, layer_init
-from saliency import METHODS, as_float_input, check_options, collapse_frames, gaussian_blur, saliency_maps
+from saliency import (
+    METHODS,
+    as_float_input,
+    check_options,
+    collapse_frames,
+    gaussian_blur,
+    paint_attention,
+    saliency_maps,
+)
 
-ALL_METHODS = (*METHODS, "random")
-Method = Literal["attention", "gradient", "smoothgrad", "vargrad", "perturbation", "random"]
+FLOORS = ("random", "painted_uniform", "painted_dirichlet")
+ALL_METHODS = (*METHODS, *FLOORS)
+Method = Literal["attention", "gradcam", "gradient", "smoothgrad", "vargrad", "ig_black", "ig_blur", "perturbation",
+                 "random", "painted_uniform", "painted_dirichlet"]  # fmt: skip
 CURVES = ("deletion_kl", "deletion_prob", "insertion_prob", "insertion_kl")
+HIGHER_IS_BETTER = {"deletion_kl": True, "deletion_prob": False, "insertion_prob": True, "insertion_kl": False}
 CASCADE = (  # re-initialised from the output down, cumulatively: (label, layers)
     ("actor+critic", ("actor", "critic")),
     ("fc", ("fc",)),
@@ -50,11 +76,11 @@ CASCADE = (  # re-initialised from the output down, cumulatively: (label, layers
     ("conv1", ("conv1",)),
 )
 Q_VALUES = (
-    "this agent is a DQN, whose outputs are Q-values. The curves follow softmax(Q) in place of a policy (KL of "
-    "softmax(Q') from softmax(Q), and the greedy action's probability under it), and the maps explain the greedy "
-    "action. Q-values are sums of clipped rewards, so at temperature 1 a difference of one point of reward between "
-    "two actions makes odds of e to 1; the KL is 0 exactly when every Q-value moves by the same amount (the "
-    "decision and the advantages unchanged). The greedy policy itself changes only when the argmax does."
+    "this agent is a DQN, whose outputs are Q-values. The curves follow softmax(Q) in place of a policy (the KL of "
+    "softmax(Q') from softmax(Q), and the explained action's probability under it); its most probable action is "
+    "the greedy one. Q-values are sums of clipped rewards, so at temperature 1 a difference of one point of reward "
+    "between two actions makes odds of e to 1, and the KL is 0 exactly when every Q-value moves by the same amount "
+    "(the decision and the advantages unchanged). The greedy policy itself changes only when the argmax does."
 )
 INIT_STD = {"actor": 0.01, "critic": 1.0}  # the training script's layer_init; sqrt(2) for every other layer
 PLACES = 84 * 84
@@ -62,36 +88,47 @@ PLACES = 84 * 84
 
 @dataclass
 class Args:
-    """Score every saliency map of a checkpoint by deletion, insertion, cascading randomisation and run time."""
+    """Score every saliency map of a checkpoint by deletion, insertion, cascading randomisation, the game's objects
+    and run time, against floors that know nothing of the model."""
 
     checkpoint: str
     """a `run.pt` of ppo_attention.py (or its run folder), a CleanRL .pt/.cleanrl_model or a Stable-Baselines3 .zip"""
     env_id: Optional[str] = None
     """the game of a CleanRL or SB3 agent whose file does not name it, e.g. BreakoutNoFrameskip-v4"""
-    states: int = 32
+    states: int = 128
     """states to explain, spread over --games games, drawn at random steps of each game"""
-    games: int = 4
+    games: int = 8
     """games the states come from (seeds --seed, --seed + 1, ...)"""
     max_steps: int = 1000
     """states are drawn from the first this many agent steps of each game"""
     method: tuple[Method, ...] = ALL_METHODS
-    """maps to score (attention is skipped, with a note, for an agent without attention)"""
+    """maps to score, floors included (attention is skipped, with a note, for an agent without attention)"""
+    explain: Literal["greedy", "taken"] = "greedy"
+    """the action the maps explain and the curves follow: the most probable one (the agent's decision) or the
+    one it took (sampled from the policy unless --greedy)"""
     baseline: Literal["blur", "black"] = "blur"
     """what replaces a deleted place: the frames blurred (Gaussian, sigma 3 px) or black"""
     steps: int = 20
     """intervals of the deletion and insertion curves (at least 20: at most 5% of the places per step)"""
     samples: int = 50
     """noisy copies per state for SmoothGrad and VarGrad"""
+    ig_steps: int = 64
+    """points on the path of Integrated Gradients (midpoint rule); the report gives how complete the sums are"""
     stride: int = 5
     """grid spacing in pixels of the perturbation method"""
+    margin: int = 4
+    """pixels of the 84x84 observation added around each object's box (the attention's stride is 8)"""
     sanity_states: int = 8
-    """states (of --states, evenly spread) for the sanity check, which recomputes every map 5-6 times; 0 skips it"""
+    """states (of --states, evenly spread) for the sanity check, which recomputes every map 7 times; 0 skips it"""
     chunk: int = 128
     """network inputs per forward pass (bounds memory)"""
+    threads: int = 1
+    """torch CPU threads: passes this small gain little from more, and on a CPU busy with other jobs, threads
+    that wait for each other made them 3-9 times slower on the project's 2 cores"""
     seed: int = 1
-    """seed of the games, the sampled states and actions, the noise, the random map and the re-initialisation"""
+    """seed of the games, the sampled states and actions, the noise, the floors and the re-initialisation"""
     greedy: bool = False
-    """take the most probable action instead of sampling from the policy"""
+    """play the most probable action instead of sampling from the policy"""
     out: Optional[str] = None
     """output folder (default: a new runs/<run_name>/faithfulness__<unix time>/)"""
     force: bool = False
@@ -102,81 +139,115 @@ class Args:
 
 def check_args(args: Args) -> None:
     """Reject a bad setting with one sentence (UsageError) before anything is loaded or written."""
-    for name in ("states", "games", "max_steps"):
+    for name in ("states", "games", "max_steps", "threads"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     if args.steps < 20:
         raise UsageError(f"--steps must be at least 20 (at most 5% of the places per step), got {args.steps}.")
-    if args.sanity_states < 0:
-        raise UsageError(f"--sanity-states must be 0 (no sanity check) or more, got {args.sanity_states}.")
-    check_options(None, "smoothgrad", "action", None, None, args.samples, 0.15, args.stride, args.chunk)
+    for name in ("sanity_states", "margin"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}.")
+    check_options(None, "smoothgrad", "action", None, None, args.samples, 0.15, args.stride, args.chunk, args.ig_steps)
 
 
 # ----------------------------------------------------------------------------- states and maps
 
 
 def sample_states(agent, env_id: str, args: Args, progress, env_options: Optional[dict] = None) -> tuple:
-    """(observations (S, 4, 84, 84) uint8, taken actions (S,)) on the agent's device, S <= --states.
+    """(observations (S, 4, 84, 84) uint8, taken actions (S,), objects) with S <= --states, on the agent's device.
 
-    Game g is played from seed `seed + g`; its share of the states is a uniform sample (reservoir
-    sampling, numpy Generator seeded with `seed`) of its first `max_steps` steps. Steps where the game
-    pressed FIRE after a lost life are left out: the agent did not choose that action.
+    objects[s][k]: the game's objects in stacked frame k of state s ({name: 210x160 box or None}, `Step.objects`
+    of the step that frame comes from; {} for the empty frames before a game's start, or a game play.py cannot
+    read). Game g is played from seed `seed + g`; its share of the states is a uniform sample (reservoir
+    sampling, numpy Generator seeded with `seed`) of its first `max_steps` steps. Steps where the game pressed
+    FIRE after a lost life are left out: the agent did not choose that action.
     """
-    rng, games, threads = np.random.default_rng(args.seed), min(args.games, args.states), torch.get_num_threads()
-    obs, actions = [], []
-    torch.set_num_threads(1)  # passes of one observation gain nothing from threads; on a busy CPU they cost 20x
-    try:
-        for g, share in enumerate(len(part) for part in np.array_split(np.arange(args.states), games)):
-            kept, seen = [], 0
-            for step in play(agent, env_id, args.seed + g, args.greedy, args.max_steps, env_options):
-                progress(f"playing game {g + 1}/{games}: step {step.t}")
-                if step.forced:
-                    continue
-                if len(kept) < share:
-                    kept.append((step.t, step.obs, step.action))
-                elif (j := int(rng.integers(0, seen + 1))) < share:  # each step so far is kept with chance share/seen
-                    kept[j] = (step.t, step.obs, step.action)
-                seen += 1
+    rng, games = np.random.default_rng(args.seed), min(args.games, args.states)
+    obs, actions, objects = [], [], []
+    for g, share in enumerate(len(part) for part in np.array_split(np.arange(args.states), games)):
+        kept, seen, recent = [], 0, collections.deque([{}] * 4, maxlen=4)  # objects of the 4 stacked frames
+        for step in play(agent, env_id, args.seed + g, args.greedy, args.max_steps, env_options):
+            progress(f"playing game {g + 1}/{games}: step {step.t}")
+            recent.append(step.objects)
+            if step.forced:
+                continue
+            state = (step.t, step.obs, step.action, list(recent))
             if len(kept) < share:
-                print(f"note: game {g + 1} gave only {len(kept)} of its {share} states (it ended after {seen} steps).")
-            obs += [o for _, o, _ in sorted(kept, key=lambda k: k[0])]
-            actions += [a for _, _, a in sorted(kept, key=lambda k: k[0])]
-    finally:
-        torch.set_num_threads(threads)
+                kept.append(state)
+            elif (j := int(rng.integers(0, seen + 1))) < share:  # each step so far is kept with chance share/seen
+                kept[j] = state
+            seen += 1
+        if len(kept) < share:
+            print(f"note: game {g + 1} gave only {len(kept)} of its {share} states (it ended after {seen} steps).")
+        for _, o, a, objs in sorted(kept, key=lambda k: k[0]):
+            obs.append(o), actions.append(a), objects.append(objs)
     progress(f"sampled {len(obs)} states from {games} games", done=True)
     device = next(agent.parameters()).device
-    return torch.as_tensor(np.stack(obs), device=device), torch.as_tensor(actions, device=device)
+    return torch.as_tensor(np.stack(obs), device=device), torch.as_tensor(actions, device=device), objects
 
 
-def explanation_maps(agent, obs, actions, methods, args: Args, random_maps: torch.Generator) -> tuple:
-    """({method: relevance (S, 84, 84)} explaining each state's taken action, {method: seconds per state}).
+def explained_actions(logits: torch.Tensor, taken: torch.Tensor, explain: str) -> torch.Tensor:
+    """The action explained at each state: the most probable one under the policy (`greedy`, the agent's
+    decision; for a low-probability sampled action, deleting what matters can even raise its probability) or
+    the one the agent took (`taken`)."""
+    return logits.argmax(-1) if explain == "greedy" else taken
 
-    Gradient maps differentiate the taken action's logit; perturbation scores the change of all logits.
+
+def floor_maps(method: str, n: int, heads: int, generator: torch.Generator) -> torch.Tensor:
+    """n maps (n, 84, 84) of a floor, drawn with `generator` (on its device); heads: painted maps per state."""
+    device = generator.device
+    if method == "random":
+        return torch.rand((n, 84, 84), generator=generator, device=device)
+    if method == "painted_uniform":
+        return paint_attention(torch.full((1, heads, 7, 7), 1 / 49, device=device)).sum(1).expand(n, 84, 84)
+    exponential = -torch.rand((n, heads, 49), generator=generator, device=device).clamp_min(1e-12).log()
+    dirichlet = exponential / exponential.sum(-1, keepdim=True)  # normalised Exp(1) draws: Dirichlet(1, ..., 1)
+    return paint_attention(dirichlet.view(n, heads, 7, 7)).sum(1)
+
+
+def explanation_maps(agent, obs, actions, methods, args: Args, floors: torch.Generator) -> tuple:
+    """({method: relevance (S, 84, 84)} explaining each state's action, {method: seconds per state},
+    {ig method: (S,) |sum of the attributions - (f(x) - f(x'))| / |f(x) - f(x')|, Integrated Gradients'
+    completeness error}).
+
+    Gradient maps differentiate the explained action's logit; perturbation scores the change of all logits.
     The noise of SmoothGrad and VarGrad (one shared pass, whose time counts for both) is seeded afresh
-    with `seed` at every call: a retrained or re-initialised model gets the same noisy copies. The
-    random map takes its next draw from `random_maps`. Each map is |map| maxed over the 4 frames.
+    with `seed` at every call: a retrained or re-initialised model gets the same noisy copies. The floors
+    take their next draws from `floors`. Each map is |map| maxed over the 4 frames.
     """
-    maps, seconds, device = {}, {}, obs.device
+    maps, seconds, incomplete, device = {}, {}, {}, obs.device
     with torch.no_grad():
         agent(obs[:1])  # warm-up: one-time costs are not the first method's
     for method in methods:
         if method in maps:  # vargrad, computed with smoothgrad
             continue
         start = time.perf_counter()
-        if method == "random":
-            new = {"random": torch.rand((len(obs), 84, 84), generator=random_maps, device=device)}
+        if method in FLOORS:
+            new = {method: floor_maps(method, len(obs), max(agent.attn_heads, 1), floors)}
         else:
             shared = [m for m in ("smoothgrad", "vargrad") if m in methods]
             group = shared if method in shared else [method]
             noise = torch.Generator(device=device).manual_seed(args.seed)
-            settings = dict(samples=args.samples, stride=args.stride, chunk=args.chunk, generator=noise)
-            new = saliency_maps(agent, obs, group, "action", action=actions, **settings)
+            settings = dict(samples=args.samples, stride=args.stride, chunk=args.chunk, ig_steps=args.ig_steps)
+            new = saliency_maps(agent, obs, group, "action", action=actions, signed=True, generator=noise, **settings)
+            if method.startswith("ig_"):
+                x = obs.float() / 255
+                with torch.no_grad():
+                    ends = [agent(end)[0].gather(1, actions[:, None])[:, 0] for end in (x, baseline_of(method, x))]
+                change = ends[0] - ends[1]
+                error = (new[method].flatten(1).sum(1) - change).abs() / change.abs().clamp_min(1e-12)
+                incomplete[method] = error.cpu().numpy()
             new = {m: collapse_frames(v.abs()) for m, v in new.items()}  # (S, 4, 84, 84) -> (S, 84, 84)
         if device.type == "cuda":
             torch.cuda.synchronize()
         for m, v in new.items():
             maps[m], seconds[m] = v, (time.perf_counter() - start) / len(obs)
-    return maps, seconds
+    return maps, seconds, incomplete
+
+
+def baseline_of(method: str, x: torch.Tensor) -> torch.Tensor:
+    """The baseline x' of an Integrated Gradients method: black or the blurred frames."""
+    return torch.zeros_like(x) if method == "ig_black" else gaussian_blur(x)
 
 
 # ----------------------------------------------------------------------------- deletion and insertion
@@ -246,6 +317,26 @@ def area_under_curve(y, x) -> np.ndarray:
     return ((y[..., 1:] + y[..., :-1]) / 2 * np.diff(x)).sum(-1)
 
 
+def mean_and_se(values) -> tuple:
+    """(mean, standard error of the mean) of values over states (sample sd / sqrt(n); 0 for fewer than 2)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+def margins(areas: dict) -> dict:
+    """{method: {curve: (mean, se, floor)}}: each method's per-state area minus the strongest floor's, signed so
+    that positive is better (deletion KL and insertion prob: higher is better; the other two: lower), paired
+    over states. The strongest floor of a curve is the floor with the best mean area; {} without floors."""
+    floors = [m for m in FLOORS if m in areas]
+    result = {m: {} for m in areas if floors}
+    for curve, higher in HIGHER_IS_BETTER.items():
+        sign = 1.0 if higher else -1.0
+        strongest = max(floors, key=lambda f: sign * areas[f][curve].mean()) if floors else None
+        for method in result:
+            result[method][curve] = (*mean_and_se(sign * (areas[method][curve] - areas[strongest][curve])), strongest)
+    return result
+
+
 # ----------------------------------------------------------------------------- sanity check
 
 
@@ -294,10 +385,15 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > 0, (ra * rb).sum(1) / norm.clamp_min(1e-300), 0.0)
 
 
-def sanity_check(agent, map_fn, seed: int, progress=None) -> dict:
-    """{method: {step label: rank correlation with the trained agent's map, mean over states}}.
+def sanity_check(agent, map_fn, seed: int, progress=None, floors: Optional[dict] = None, frames=None) -> tuple:
+    """({method: {step label: rank correlation with the trained agent's map, mean over states}},
+    {method: {"value": floor, "floor": which floor, "input": correlation with the input}}).
 
     map_fn(model) -> {method: maps (N, ...)} computes the maps of the same N states with a given model.
+    floors: {floor name: maps (N, ...)} that know nothing of the model; a method's floor is the largest mean
+    correlation of its trained maps with one of them, what the map's geometry alone gives ({} without floors).
+    frames (N, ...): the input, for each trained map's correlation with it (Adebayo et al.'s limiting case: a
+    map equal to the input stays at 1 whatever is re-initialised).
     """
     trained = map_fn(agent)
     result = {method: {} for method in trained}
@@ -307,83 +403,228 @@ def sanity_check(agent, map_fn, seed: int, progress=None) -> dict:
             progress(f"sanity check: re-initialised down to {label} ({i + 1}/{len(steps)})")
         for method, m in map_fn(model).items():
             result[method][label] = float(spearman(trained[method], m).mean())
+    by_geometry = {}
+    for method in (m for m in trained if floors and m not in FLOORS):
+        value, floor = max((float(spearman(trained[method], maps).mean()), f) for f, maps in floors.items())
+        by_geometry[method] = dict(value=value, floor=floor)
+        if frames is not None:
+            by_geometry[method]["input"] = float(spearman(trained[method], frames).mean())
+    return result, by_geometry
+
+
+# ----------------------------------------------------------------------------- the game's objects
+
+
+def object_masks(objects: list, margin: int) -> dict:
+    """{object name: (S, 84, 84) bool}: where each object is in the 4 stacked frames of each state, its box in
+    each frame put into the observation (play.box_in_observation) and grown by `margin` px, joined over the
+    frames. An object in none of a state's frames has an empty mask there. {} for a game without objects."""
+    names = sorted({name for state in objects for frame in state for name in frame})
+    masks = {name: np.zeros((len(objects), 84, 84), bool) for name in names}
+    for s, state in enumerate(objects):
+        for frame in state:
+            for name, box in frame.items():
+                if box is not None:
+                    y0, x0, y1, x1 = box_in_observation(box, margin)
+                    masks[name][s, y0:y1, x0:x1] = True
+    return masks
+
+
+def grounding(m: torch.Tensor, masks: dict) -> dict:
+    """{object: {mass, mass_se, area, peak, states}} of maps m (S, 84, 84) >= 0, over the states where the object
+    is on the screen and the map is not all zero: mean share of the map's mass inside the object's mask (and
+    its standard error), mean share of the screen the mask covers, and the fraction of states whose maximum
+    is reached inside the mask (the map's peak sees the object)."""
+    m = m.detach().double().cpu().numpy()
+    total, top = m.sum((1, 2)), m.max((1, 2))
+    result = {}
+    for name, mask in masks.items():
+        keep = mask.any((1, 2)) & (total > 0)
+        inside = np.where(mask, m, 0.0)
+        share = inside.sum((1, 2))[keep] / total[keep]
+        peak = inside.max((1, 2))[keep] >= top[keep] * (1 - 1e-6)  # the maximum, up to float sums in painting
+        mass, mass_se = mean_and_se(share) if keep.any() else (float("nan"), float("nan"))
+        result[name] = dict(mass=mass, mass_se=mass_se, area=float(mask[keep].mean()) if keep.any() else float("nan"),
+                            peak=float(peak.mean()) if keep.any() else float("nan"), states=int(keep.sum()))  # fmt: skip
     return result
 
 
 # ----------------------------------------------------------------------------- the report
 
-KL, PROB = "KL(original policy || perturbed policy) (nats)", "probability of the chosen action"
+KL, PROB = "KL(original policy || perturbed policy) (nats)", "probability of the explained action"
 PANELS = (  # (curve, title, y label, which area is better), left to right, top to bottom
     ("deletion_kl", "Deletion: the policy moves away\nas the most relevant places are {done}", KL, "higher"),
-    ("deletion_prob", "Deletion: the chosen action's probability falls\nas the most relevant places are {done}", PROB, "lower"),
+    ("deletion_prob", "Deletion: the explained action's probability falls\nas the most relevant places are {done}", PROB, "lower"),
     ("insertion_kl", "Insertion: the policy comes back\nas the most relevant places are restored", KL, "lower"),
-    ("insertion_prob", "Insertion: the chosen action's probability returns\nas the most relevant places are restored", PROB, "higher"),
+    ("insertion_prob", "Insertion: the explained action's probability returns\nas the most relevant places are restored", PROB, "higher"),
 )  # fmt: skip
-COLOURS = dict(zip(ALL_METHODS, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "grey")))
+COLOURS = dict(zip(ALL_METHODS, ("tab:red", "tab:pink", "tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:olive",
+                                 "tab:orange", "grey", "black", "dimgrey")))  # fmt: skip
+DASHES = {"random": "--", "painted_uniform": ":", "painted_dirichlet": "-."}
+EXPLAINED = {"greedy": "the most probable action (the agent's decision)", "taken": "the action the agent took"}
 
 
-def summary(curves: dict, fractions, seconds: dict, sanity: dict) -> dict:
-    """{method: the four areas under the mean curves, seconds per state, {layer: rank correlation}}."""
-    results = {}
-    for method, c in curves.items():
-        areas = {f"{name}_auc": float(area_under_curve(c[name].mean(0), fractions)) for name in CURVES}
-        results[method] = {**areas, "seconds_per_state": seconds[method], "sanity": sanity.get(method, {})}
+def summary(areas: dict, seconds: dict, sanity: dict, by_geometry: dict, objects: dict) -> dict:
+    """{method: each area's mean and standard error over states, the margin over the strongest floor, seconds per
+    state, {layer: rank correlation}, the sanity floor, the object grounding}."""
+    results, margin = {}, margins(areas)
+    for method, per_state in areas.items():
+        r = {}
+        for name in CURVES:
+            r[f"{name}_auc"], r[f"{name}_auc_se"] = mean_and_se(per_state[name])
+        r["margin"] = {c: dict(zip(("value", "se", "floor"), v)) for c, v in margin.get(method, {}).items()}
+        r["seconds_per_state"], r["sanity"] = seconds[method], sanity.get(method, {})
+        if method in by_geometry:
+            r["sanity_floor"] = by_geometry[method]
+        r["objects"] = objects.get(method, {})
+        results[method] = r
     return results
 
 
-def table(results: dict, layers: list) -> str:
-    """The results as a Markdown table, one row per method."""
-    head = "| method | deletion KL | deletion prob | insertion prob | insertion KL | s/state |"
-    lines = [head + "".join(f" {layer} |" for layer in layers), "|---" + "|---:" * (5 + len(layers)) + "|"]
+def area_table(results: dict) -> str:
+    """Areas (mean ± standard error over states) and seconds per state, one row per method."""
+    lines = ["| method | deletion KL ↑ | deletion prob ↓ | insertion prob ↑ | insertion KL ↓ | s/state |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for method, r in results.items():
-        cells = [f"{r[name + '_auc']:.3f}" for name in CURVES] + [f"{r['seconds_per_state']:.3f}"]
-        lines.append(f"| {method} | " + " | ".join(cells + [f"{r['sanity'][layer]:.2f}" for layer in layers]) + " |")
+        cells = [f"{r[c + '_auc']:.3f} ± {r[c + '_auc_se']:.3f}" for c in CURVES] + [f"{r['seconds_per_state']:.3f}"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def margin_table(results: dict) -> str:
+    """Each method's margin over the strongest floor of each score (positive: better), ± standard error."""
+    floors = {c: r["margin"][c]["floor"] for r in results.values() if r["margin"] for c in CURVES}
+    if not floors:
+        return "(no floor among --method: no margins)"
+    head = "| method | " + " | ".join(f"{c.replace('_', ' ')} (over {floors[c]})" for c in CURVES) + " |"
+    lines = [head, "|---" + "|---:" * len(CURVES) + "|"]
+    for method, r in results.items():
+        if method not in FLOORS:
+            lines.append(f"| {method} | " + " | ".join(f"{r['margin'][c]['value']:+.3f} ± {r['margin'][c]['se']:.3f}"
+                                                        for c in CURVES) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def sanity_table(results: dict, layers: list) -> str:
+    """Rank correlation with the trained map after each cascade step, beside the method's floor (geometry alone)."""
+    lines = ["| method | floor (geometry alone) | input |" + "".join(f" {layer} |" for layer in layers),
+             "|---|---|---:|" + "---:|" * len(layers)]  # fmt: skip
+    for method, r in results.items():
+        floor = r.get("sanity_floor")
+        cell = f"{floor['value']:.2f} ({floor['floor']}) | {floor['input']:.2f}" if floor else "n/a (a floor) | "
+        lines.append(f"| {method} | {cell} |" + "".join(f" {r['sanity'][layer]:.2f} |" for layer in layers))
+    return "\n".join(lines)
+
+
+def object_table(rows: dict) -> str:
+    """Object grounding, one row per map (and attention head): mass share ± se vs screen share, peak on it."""
+    names = sorted({name for r in rows.values() for name in r})
+    if not names:
+        return ""
+    head = "| map |" + "".join(f" {n}: mass share | {n}: screen share | peak on {n} |" for n in names)
+    lines = [head, "|---|" + "---:|" * (3 * len(names))]
+    for label, r in rows.items():
+        cells = [f"{r[n]['mass']:.3f} ± {r[n]['mass_se']:.3f} | {r[n]['area']:.3f} | {r[n]['peak']:.0%}" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def save_csv(path: str, results: dict, layers: list) -> None:
-    columns = [f"{name}_auc" for name in CURVES] + ["seconds_per_state"]
+    columns = [f"{name}_auc{se}" for name in CURVES for se in ("", "_se")] + ["seconds_per_state"]
+    names = sorted({n for r in results.values() for n in r["objects"]})
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["method", *columns, *(f"sanity_{layer}" for layer in layers)])
+        writer.writerow(["method", *columns, *(f"margin_{c}" for c in CURVES), *(f"margin_{c}_se" for c in CURVES),
+                         "sanity_floor", "sanity_input", *(f"sanity_{layer}" for layer in layers),
+                         *(f"{n}_{k}" for n in names for k in ("mass", "mass_se", "area", "peak"))])  # fmt: skip
         for method, r in results.items():
-            writer.writerow([method, *(r[c] for c in columns), *(r["sanity"][layer] for layer in layers)])
+            margin = [r["margin"].get(c, {}).get(k, "") for k in ("value", "se") for c in CURVES]
+            objects = [r["objects"][n][k] for n in names for k in ("mass", "mass_se", "area", "peak")]
+            floor = r.get("sanity_floor", {})
+            sanity = [floor.get("value", ""), floor.get("input", ""), *(r["sanity"][layer] for layer in layers)]
+            writer.writerow([method, *(r[c] for c in columns), *margin, *sanity, *objects])
 
 
-def save_figure(path: str, curves: dict, fractions, results: dict, layers: list, title: str, baseline: str) -> None:
-    """Deletion and insertion curves (mean over states) per method, and the sanity check's correlations."""
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(17, 9), layout="constrained")
+    return plt
+
+
+def save_figure(path: str, curves: dict, fractions, results: dict, layers: list, title: str, baseline: str) -> None:
+    """Deletion and insertion curves (mean over states, ± standard error shaded) per method, and the sanity
+    check's correlations with each method's floor."""
+    plt = pyplot()
+    fig = plt.figure(figsize=(19, 10), layout="constrained")
     grid = fig.add_gridspec(2, 3)
-    style = {m: dict(color=c, ls="--" if m == "random" else "-", lw=2.2 if m == "random" else 1.6) for m, c in COLOURS.items()}  # fmt: skip
+    style = {m: dict(color=c, ls=DASHES.get(m, "-"), lw=2.2 if m in FLOORS else 1.6) for m, c in COLOURS.items()}
     for i, (name, panel_title, ylabel, better) in enumerate(PANELS):
         ax = fig.add_subplot(grid[i // 2, i % 2])
         for method, c in curves.items():
-            label = f"{method} (area {results[method][name + '_auc']:.3f})"
-            ax.plot(100 * np.asarray(fractions), c[name].mean(0), label=label, **style[method])
+            r = results[method]
+            label = f"{method} ({r[name + '_auc']:.3f} ± {r[name + '_auc_se']:.3f})"
+            mean, se = c[name].mean(0), c[name].std(0, ddof=1) / np.sqrt(len(c[name])) if len(c[name]) > 1 else 0
+            ax.plot(100 * np.asarray(fractions), mean, label=label, **style[method])
+            ax.fill_between(100 * np.asarray(fractions), mean - se, mean + se, color=style[method]["color"], alpha=0.12)
         done = "replaced" if name.startswith("deletion") else "restored"
         ax.set(xlabel=f"places {done}, most relevant first (% of the 84x84)", ylabel=ylabel, xlim=(0, 100))
         ax.set_title(panel_title.format(done="blurred" if baseline == "blur" else "blacked out"))
-        ax.legend(title=f"area under the curve: {better} is better", fontsize=8, title_fontsize=8)
+        ax.legend(title=f"area ± s.e. over states: {better} is better", fontsize=7.5, title_fontsize=8, ncol=2)
         ax.grid(alpha=0.3)
     ax = fig.add_subplot(grid[:, 2])
     ticks = ["trained"] + [f"+ {layer}" if i else layer for i, layer in enumerate(layers)]
     for method, r in results.items() if layers else ():
-        first = np.nan if method == "random" else 1.0  # each random map is a new draw: no trained map to be 1 with
-        ax.plot(ticks, [first] + [r["sanity"][layer] for layer in layers], marker="o", label=method, **style[method])
+        if method in FLOORS:
+            continue
+        ax.plot(ticks, [1.0] + [r["sanity"][layer] for layer in layers], marker="o", label=method, **style[method])
+        if "sanity_floor" in r:  # the floor of this method: what its geometry alone gives
+            ax.plot(ticks, [r["sanity_floor"]["value"]] * len(ticks), color=style[method]["color"], ls=":", lw=1.2)
     ax.axhline(0, color="black", lw=0.8)
     ax.tick_params("x", rotation=30)
     ax.set(ylim=(-0.25, 1.05), xlabel="layers re-initialised, from the output down (cumulative)")
     ax.set(ylabel="Spearman rank correlation with the trained model's map (1: unchanged)")
-    ax.set_title("Sanity check: a faithful map changes\nas the network is re-initialised from the top")
-    note = "Attention is computed below fc and the heads,\nso it stays at 1 until the attention layers are\nre-initialised. The random map is redrawn\neach time: about 0."
+    ax.set_title("Sanity check: a faithful map changes as the network is\nre-initialised from the top, "
+                 "down to its floor (dotted)")  # fmt: skip
+    note = ("Dotted: each method's floor, the correlation of its\ntrained map with maps that know nothing of the\n"
+            "model (random, painted uniform or Dirichlet attention).\nAttention is computed below fc and the heads: it\n"
+            "stays at 1 until the attention layers are re-initialised.")  # fmt: skip
     ax.text(0.03, 0.03, note, transform=ax.transAxes, fontsize=8)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def save_object_figure(path: str, rows: dict, title: str) -> None:
+    """Per object: each map's (and head's) share of its mass on it ± s.e. as bars, and how often the map's peak
+    is on it; the diamond is the object's share of the screen, where a map blind to it would be."""
+    plt = pyplot()
+    names = sorted({name for r in rows.values() for name in r})
+    labels = list(rows)[::-1]  # top to bottom in the order of the table
+    fig, axes = plt.subplots(1, 2 * len(names), figsize=(8 * len(names), 0.33 * len(labels) + 2.2),
+                             layout="constrained", gridspec_kw=dict(width_ratios=[1.6, 1] * len(names)))  # fmt: skip
+    y = np.arange(len(labels))
+    colours = [COLOURS.get(label.split(" ")[0], "tab:red") for label in labels]
+    chance = dict(marker="D", color="black", markerfacecolor="white", ls="none", ms=6, mew=1.5)
+    for i, name in enumerate(names):
+        mass, peak = axes[2 * i], axes[2 * i + 1]
+        values = [rows[label][name] for label in labels]
+        area = [v["area"] for v in values]
+        mass.barh(y, [v["mass"] for v in values], xerr=[v["mass_se"] for v in values], color=colours, alpha=0.8)
+        mass.plot(area, y, **chance, label="its share of the screen")
+        mass.set(yticks=y, yticklabels=labels, xlabel="share of the map's mass (± s.e.)")
+        mass.set_title(f"{name}: the map's mass on it ({values[0]['states']} states)")
+        mass.legend(fontsize=8, loc="lower right")
+        peak.barh(y, [100 * v["peak"] for v in values], color=colours, alpha=0.8)
+        peak.plot(100 * np.asarray(area), y, **chance)
+        peak.set(yticks=y, yticklabels=[], xlabel="% of the states", xlim=(0, 100))
+        peak.set_title(f"{name}: the map's peak on it")
+        for ax in (mass, peak):
+            ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title)
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -393,58 +634,92 @@ def save_figure(path: str, curves: dict, fractions, results: dict, layers: list,
 
 
 def main(argv=None) -> str:
-    """Sample states, compute and score every map, print the table and write JSON, CSV and PNG; returns the folder."""
+    """Sample states, compute and score every map, print the tables and write JSON, CSV and PNGs; returns the folder."""
     args = tyro.cli(Args, args=argv)
     check_args(args)
-    agent, meta = load_checkpoint(args.checkpoint, pick_device(args.cuda), args.env_id)
+    device = pick_device(args.cuda)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     methods = list(dict.fromkeys(args.method))
     if "attention" in methods and agent.attn_heads == 0:
         methods.remove("attention")
         print("note: this agent has no attention module; the attention map is skipped.")
     if not methods:
         raise UsageError("no method is left to score; add --method gradient (or another one).")
-    device, progress = next(agent.parameters()).device, Progress()
+    progress = Progress()
     with output_folder(args.out, meta["run_name"], "faithfulness", args.force) as out:
         start = time.perf_counter()
-        obs, actions = sample_states(agent, meta["env_id"], args, progress, meta["env_options"])  # (S, 4, 84, 84), (S,)
-        if meta["outputs"] == "q_values":  # a DQN: its maps explain, and the curves follow, its greedy action
+        obs, taken, objects = sample_states(agent, meta["env_id"], args, progress, meta["env_options"])
+        if meta["outputs"] == "q_values":  # a DQN: the curves follow softmax(Q)
             print(f"note: {Q_VALUES}")
-            with torch.no_grad():
-                actions = agent(obs)[0].argmax(-1)
+        x = obs.float() / 255  # (S, 4, 84, 84)
+        with torch.no_grad():
+            clean = agent.activations(x)
+        actions = explained_actions(clean["logits"], taken, args.explain)  # (S,)
         progress(f"maps of {len(obs)} states: {', '.join(methods)}")
-        random_maps = torch.Generator(device=device).manual_seed(args.seed)
-        maps, seconds = explanation_maps(agent, obs, actions, methods, args, random_maps)  # {m: (S, 84, 84)}
+        floors = torch.Generator(device=device).manual_seed(args.seed)
+        maps, seconds, incomplete = explanation_maps(agent, obs, actions, methods, args, floors)  # {m: (S, 84, 84)}
         progress(f"maps: {time.perf_counter() - start:.0f} s", done=True)
 
-        maps = {m: maps[m] for m in methods}
-        curves, fractions = deletion_insertion(agent, obs, maps, actions, args.baseline, args.steps, args.chunk, args.seed, progress)  # fmt: skip
+        maps_in_order = {m: maps[m] for m in methods}
+        curves, fractions = deletion_insertion(agent, obs, maps_in_order, actions, args.baseline, args.steps, args.chunk, args.seed, progress)  # fmt: skip
+        areas = {m: {name: area_under_curve(c[name], fractions) for name in CURVES} for m, c in curves.items()}
         progress(f"deletion and insertion: {time.perf_counter() - start:.0f} s", done=True)
 
         some = np.unique(np.linspace(0, len(obs) - 1, min(args.sanity_states, len(obs))).round().astype(int))
-        redraws = torch.Generator(device).manual_seed(args.seed + 1)  # the random map: a fresh draw at every step
-        sanity, layers = {}, [label for label, _ in cascade_steps(agent)] if len(some) else []
+        redraws = torch.Generator(device).manual_seed(args.seed + 1)  # floors: fresh draws at every step
+        sanity, by_geometry, layers = {}, {}, [label for label, _ in cascade_steps(agent)] if len(some) else []
         if layers:
             sanity_maps = lambda model: explanation_maps(model, obs[some], actions[some], methods, args, redraws)[0]  # noqa: E731
-            sanity = sanity_check(agent, sanity_maps, args.seed, progress)
+            geometry = {f: floor_maps(f, len(some), max(agent.attn_heads, 1), redraws) for f in FLOORS}
+            frames = collapse_frames(x[some])  # (N, 84, 84): the input, max over the 4 frames
+            sanity, by_geometry = sanity_check(agent, sanity_maps, args.seed, progress, geometry, frames)
             progress(f"sanity check on {len(some)} states: {time.perf_counter() - start:.0f} s", done=True)
 
-        results = summary(curves, fractions, seconds, sanity)
-        report = dict(checkpoint=args.checkpoint, env_id=meta["env_id"], states=len(obs), baseline=args.baseline)
+        masks = object_masks(objects, args.margin)
+        grounded = {m: grounding(maps[m], masks) for m in methods} if masks else {}
+        heads = {f"attention (head {h})": grounding(paint_attention(clean["attention"])[:, h], masks)
+                 for h in range(agent.attn_heads)} if masks and "attention" in methods else {}  # fmt: skip
+        results = summary(areas, seconds, sanity, by_geometry, grounded)
+        report = dict(checkpoint=args.checkpoint, env_id=meta["env_id"], states=len(obs), games=min(args.games, args.states),
+                      explained=args.explain, baseline=args.baseline, ig_steps=args.ig_steps, margin_px=args.margin,
+                      sanity_states=len(some) if layers else 0,
+                      ig_completeness_error={m: float(np.median(e)) for m, e in incomplete.items()})  # fmt: skip
         report["policy"] = "softmax(Q)" if meta["outputs"] == "q_values" else "policy"  # what the curves follow
         with open(os.path.join(out, "faithfulness.json"), "w") as f:
-            json.dump({**report, "methods": results}, f, indent=2)
+            json.dump({**report, "methods": results, "attention_heads": heads}, f, indent=2)
         save_csv(os.path.join(out, "faithfulness.csv"), results, layers)
-        title = f"{meta['env_id']}, {len(obs)} states, {args.baseline} baseline: which explanation of the chosen action can you trust?"
-        title += (
-            " (a DQN: its policy is softmax(Q), its chosen action the greedy one)" if "Q" in report["policy"] else ""
-        )
+        title = (f"{meta['env_id']}, {len(obs)} states, {args.baseline} baseline: which explanation of "
+                 f"{EXPLAINED[args.explain]} can you trust?")  # fmt: skip
+        title += " (a DQN: its policy is taken as softmax(Q))" if meta["outputs"] == "q_values" else ""
         save_figure(os.path.join(out, "faithfulness.png"), curves, fractions, results, layers, title, args.baseline)
-        print(f"\n{title}\nAreas under the mean curves (x: fraction of the places, 0 to 1); better: deletion KL higher, "
-              "deletion prob lower, insertion prob higher, insertion KL lower. Layer columns (sanity check): rank "
-              "correlation with the trained model's map once re-initialised down to that layer; lower: the map "
-              "depends on those weights.\n")  # fmt: skip
-        print(table(results, layers))
-        print(f"\nwrote faithfulness.json, faithfulness.csv and faithfulness.png to {out}")
+        rows = {**grounded, **heads}
+        if rows:
+            object_title = f"{meta['env_id']}, {len(obs)} states: does each map look at the game's objects? (boxes + {args.margin} px)"
+            save_object_figure(os.path.join(out, "objects.png"), rows, object_title)
+        print(f"\n{title}\nExplained: {EXPLAINED[args.explain]}. Areas under the curves (x: fraction of the places, 0 "
+              f"to 1), mean ± standard error over the {len(obs)} states; arrows: which way is better.\n")  # fmt: skip
+        print(area_table(results))
+        print("\nMargin over the strongest floor of each score (floors: maps that know nothing of the model), paired "
+              "over states; positive: better than every floor.\n")  # fmt: skip
+        print(margin_table(results))
+        if layers:
+            print(f"\nSanity check on {len(some)} states: rank correlation with the trained model's map once "
+                  "re-initialised down to each layer (lower: the map depends on those weights), beside the floor, "
+                  "the correlation the trained map has with maps that know nothing of the model, and its "
+                  "correlation with the input frames (max over the 4).\n")  # fmt: skip
+            print(sanity_table(results, layers))
+        if rows:
+            print(f"\nThe game's objects (from the emulator's RAM; boxes in the 4 stacked frames + {args.margin} px): "
+                  "share of each map's mass on an object against its share of the screen, and how often the "
+                  "map's peak is on it.\n")  # fmt: skip
+            print(object_table(rows))
+        for m, e in incomplete.items():
+            print(f"\n{m}: the attributions sum to f(x) - f(x') within {np.median(e):.1%} (median over states; "
+                  f"90th percentile {np.quantile(e, 0.9):.1%}) with {args.ig_steps} steps.", end="")  # fmt: skip
+        files = "faithfulness.json, faithfulness.csv, faithfulness.png" + (" and objects.png" if rows else "")
+        print(f"\n\nwrote {files} to {out}")
     return out
 
 

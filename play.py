@@ -8,13 +8,17 @@
   this project's: ale-py's preprocessing (the same as `AtariVectorEnv`'s, pixel for pixel) and FIRE after a lost
   life, as the training loop does; the options are what SB3's and CleanRL's Atari wrappers do differently.
 - `play(agent, env_id, seed, env_options=meta["env_options"])`: one seeded game, yielding a `Step` (observation,
-  colour frame, every layer's activations, policy, value, attention, action, reward, score) per agent step. Every
-  script explains the same trajectory for the same seed.
+  colour frame, every layer's activations, policy, value, attention, action, reward, score, the emulator's RAM and
+  the game's objects) per agent step. Every script explains the same trajectory for the same seed.
+- `object_boxes(env_id, ram)`: where the game's objects (Breakout: ball, paddle) are in the 210x160 frame, read
+  from the emulator's RAM; `box_in_observation` puts such a box into the 84x84 observation. The ground truth
+  that faithfulness.py scores the maps against, and that an intervention removes objects with.
 - Conventions: `pick_device`, `output_folder` (a new `runs/<run_name>/<kind>__<time>/` or `--out`, never
   overwriting files), `Progress` on stderr, and `exit_on_bad_input`: a `UsageError` (ppo_attention.py's) is one
   sentence and exit 1, Ctrl-C is exit 130, any other error is a bug and keeps its traceback.
 
 Imports flow one way: ppo_attention <- play <- saliency, relevance_tree <- render, faithfulness.
+The game's objects live here, beside the game they are read from, so that every script can reuse them.
 
     from play import load_checkpoint, play
     agent, meta = load_checkpoint("checkpoints/breakout_coef0.pt")
@@ -22,6 +26,7 @@ Imports flow one way: ppo_attention <- play <- saliency, relevance_tree <- rende
         print(step.t, meta["action_names"][step.action], step.value)
 """
 
+import collections
 import contextlib
 import io
 import itertools
@@ -90,6 +95,26 @@ class FireAfterLifeLoss(gym.Wrapper):
         self.fire_next = self.fire is not None and 0 < lives < self.lives and not (terminated or truncated)
         self.lives = lives
         return obs, reward, terminated, truncated, {**info, "forced": forced, "action": self.fire if forced else action}
+
+
+class RecordRAM(gym.Wrapper):
+    """Keeps the emulator's RAM (128 bytes) after each of the last two emulator frames in `rams`: the two frames
+    that AtariPreprocessing max-pools into the newest observed frame. Both are the current RAM after a reset."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.rams = collections.deque(maxlen=2)
+
+    def reset(self, **kwargs):
+        out = self.env.reset(**kwargs)
+        ram = self.env.unwrapped.ale.getRAM().copy()
+        self.rams.extend([ram, ram])
+        return out
+
+    def step(self, action):
+        out = self.env.step(action)
+        self.rams.append(self.env.unwrapped.ale.getRAM().copy())
+        return out
 
 
 class SB3Resets(gym.Wrapper):
@@ -207,14 +232,14 @@ def make_env(
       ("reset", CleanRL's gymnasium FrameStack).
     Every agent divides the frames by 255 (SB3: normalize_images; a network that did not is rescaled on loading).
     An episode of this env is a whole game (all lives). `env.render()` returns the 210x160x3 colour frame of the
-    last emulator step. `noop_max=0` gives the start of `AtariVectorEnv(noop_max=0)`.
+    last emulator step, `env.get_wrapper_attr("rams")` the RAM of the last two (see `RecordRAM`). `noop_max=0`
+    gives the start of `AtariVectorEnv(noop_max=0)`.
     """
     for name, value in dict(start=start, life_loss=life_loss, frames=frames, padding=padding).items():
         if value not in OPTIONS[name]:
             raise ValueError(f"make_env: {name} must be one of {OPTIONS[name]}, not {value!r}.")
     env = gym.make(env_id, frameskip=1, render_mode="rgb_array", **resolve_atari_id(env_id)[1])
-    if start == "ale":
-        env = FireAndNoopReset(env, noop_max)
+    env = RecordRAM(FireAndNoopReset(env, noop_max) if start == "ale" else env)  # the RAM of every emulator frame
     size = (160, 210) if frames == "sb3" else 84  # SB3 turns the whole frame gray before resizing it
     env = AtariPreprocessing(env, noop_max=noop_max if start == "sb3" else 0, frame_skip=4, screen_size=size,
                              terminal_on_life_loss=False, grayscale_obs=frames == "ale")  # fmt: skip
@@ -248,6 +273,8 @@ class Step:
     forced: bool  # True when the game pressed FIRE after a lost life (the agent's choice was overridden)
     reward: float  # raw game reward of this step
     score: float  # game score so far, this step's reward included
+    ram: np.ndarray  # (2, 128) uint8: the emulator's RAM at the two frames max-pooled into obs[-1]; ram[1] is frame's
+    objects: dict  # {name: 210x160 box of the object in obs[-1] (both pooled frames), or None}; {} if not known
 
 
 @torch.no_grad()
@@ -268,12 +295,13 @@ def play(
     """
     device = next(agent.parameters()).device
     env = make_env(env_id, **(env_options or {}))
+    rams = env.get_wrapper_attr("rams")  # the deque RecordRAM updates in place
     generator = torch.Generator(device=device).manual_seed(seed)
     try:
         obs, _ = env.reset(seed=seed)
         score = 0.0
         for t in itertools.count() if max_steps is None else range(max_steps):
-            frame = env.render()
+            frame, ram = env.render(), np.stack(rams)
             activations = agent.activations(torch.as_tensor(obs, device=device)[None])
             probs = action_probabilities(agent, activations["logits"])[0]  # (A,)
             chosen = int(probs.argmax() if greedy else torch.multinomial(probs, 1, generator=generator))
@@ -291,6 +319,8 @@ def play(
                 forced=info.get("forced", False),
                 reward=reward,
                 score=score,
+                ram=ram,
+                objects=observed_boxes(env_id, ram),
             )
             if terminated or truncated:
                 break
@@ -319,6 +349,56 @@ def action_probabilities(agent: Agent, logits: torch.Tensor) -> torch.Tensor:
         greedy = F.one_hot(logits.argmax(-1), logits.shape[-1]).float()
         return agent.epsilon / logits.shape[-1] + (1 - agent.epsilon) * greedy
     return logits.float().softmax(-1)
+
+
+# ----------------------------------------------------------------------------- the game's objects, from its RAM
+
+FRAME_SIZE, OBS_SIZE = (210, 160), 84  # the colour frame (rows, columns); AtariPreprocessing resizes all of it
+
+
+def breakout_objects(ram: np.ndarray) -> dict:
+    """Breakout's ball (2x4 px) and paddle (16x4 px) from the RAM addresses OCAtari documents (Delfosse et al.
+    2023, ocatari/ram/breakout.py), cut to the playfield the walls leave visible (rows 32-195, columns 8-151).
+    The ball is off the screen when ram[101] is 0 or when it is below the playfield."""
+    bx, by, px = int(ram[99]) - 49, int(ram[101]) + 9, int(ram[72]) - 47
+    visible = lambda y0, x0, y1, x1: (max(y0, 32), max(x0, 8), min(y1, 196), min(x1, 152))  # noqa: E731
+    ball = visible(by, bx, by + 4, bx + 2) if ram[101] != 0 else None
+    return {
+        "ball": ball if ball and ball[0] < ball[2] and ball[1] < ball[3] else None,
+        "paddle": visible(189, px, 193, px + 16),
+    }
+
+
+OBJECT_READERS = {"breakout": breakout_objects}  # ale-py game name -> reader; tests/test_play.py checks each one
+
+
+def object_boxes(env_id: str, ram: np.ndarray) -> dict:
+    """Where the game's objects are in one 210x160 frame, read from the emulator's RAM (128 bytes, uint8):
+    {name: (y0, x0, y1, x1), end-exclusive, or None when the object is not on the screen}: the pixels it covers.
+    {} for a game whose RAM layout is not known here (all but `OBJECT_READERS`)."""
+    reader = OBJECT_READERS.get(resolve_atari_id(env_id)[0])
+    return {} if reader is None else reader(ram)
+
+
+def observed_boxes(env_id: str, rams: np.ndarray) -> dict:
+    """The objects of an observed frame, the maximum of two emulator frames: each object's boxes in both
+    (rams: (2, 128), as `Step.ram`) joined into one 210x160 box, or None when it is in neither."""
+    boxes = [object_boxes(env_id, ram) for ram in rams]
+    joined = {}
+    for name in boxes[-1]:
+        present = [b[name] for b in boxes if b[name] is not None]
+        joined[name] = None if not present else tuple(f(v) for f, v in zip((min, min, max, max), zip(*present)))
+    return joined
+
+
+def box_in_observation(box: tuple, margin: int = 0) -> tuple:
+    """A 210x160 frame box (y0, x0, y1, x1) in the 84x84 observation: every observation pixel that one of its
+    pixels reaches through AtariPreprocessing's resize (area interpolation), grown by `margin` observation
+    pixels on each side and clipped to the image; end-exclusive."""
+    y0, x0, y1, x1 = box
+    (h, w), n = FRAME_SIZE, OBS_SIZE
+    y0, x0, y1, x1 = y0 * n // h, x0 * n // w, -(-y1 * n // h), -(-x1 * n // w)  # start rounded down, end up
+    return max(y0 - margin, 0), max(x0 - margin, 0), min(y1 + margin, n), min(x1 + margin, n)
 
 
 # ----------------------------------------------------------------------------- loading an agent

@@ -3,15 +3,19 @@
 A heat map says where the agent looks. A tree says which units, at which places and in which
 layers, made the attention peak there (rl-attention's "squares", after Yang et al. 2018,
 arXiv 1812.11276). It explains the attention, not the action. Relevance flows down with the z+
-rule of layer-wise relevance propagation (Bach et al. 2015):
+rule of layer-wise relevance propagation, LRP-alpha1-beta0 (Montavon et al. 2017; Bach et al.
+2015 defined the alpha-beta rules):
 
     attention (H, 7, 7) -> attn_hidden (512 @ 1 place) -> conv3 (64 @ 1 place)
         -> conv2 (places in a 3x3 window) -> conv1 (4x4 window) -> input pixels (8x8 window, 4 frames)
 
 Roots: the prominent local maxima of each head's map (relevance = attention weight). Lower unit j
-gets max(a_j w_jk, 0) / sum_i max(a_i w_ik, 0) of unit k's relevance; children are the strongest
-channels (1x1 layers) or the peaks of the channel-summed relevance map (from conv3 down). Each
-node records its layer, channel, position, relevance and receptive field (box84, box210).
+gets max(z_jk, 0) / sum_i max(z_ik, 0) of unit k's relevance, z_jk = a_j w_jk; children are the
+strongest channels (1x1 layers) or the peaks of the channel-summed relevance map (from conv3 down).
+The root's step is contrasted: a softmax ignores any shift common to all 49 places, so a hidden
+channel c contributes w_hc (a_c(p) - sum_q A_h(q) a_c(q)) to the peak p, its part of the peak's
+logit minus the attention-weighted mean logit; a feature that raises every place alike gets nothing.
+Each node records its layer, channel, position, relevance and receptive field (box84, box210).
 
     python relevance_tree.py --checkpoint runs/<run_name>/run.pt --steps 20 60 120
 """
@@ -107,7 +111,7 @@ def unit_contributions(weight: torch.Tensor, window: torch.Tensor) -> torch.Tens
 
 
 def relevance_below(window: torch.Tensor, weight: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
-    """LRP z+ rule over each node's window, for many nodes at once.
+    """LRP z+ rule (LRP-alpha1-beta0) over each node's window, for many nodes at once.
 
     window (N, J): the non-negative lower activations under each node (J = Cin*kh*kw).
     weight (N, J) with relevance (N,): one upper unit per node; or weight (C, J) with relevance
@@ -151,20 +155,32 @@ def level_nodes(layer: str, channel, y, x, relevance) -> list:
     ]
 
 
+def contrast(activations: dict, head: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Each hidden channel at the peak minus its attention-weighted mean over the places: (N, 512).
+
+    d_c = a_c(p) - sum_q A_h(q) a_c(q) for head h = head[n] at p = (y[n], x[n]). Then sum_c w_hc d_c is the
+    peak's logit minus the attention-weighted mean logit (the bias cancels), which a common shift leaves alone.
+    """
+    hid = activations["attn_hidden"][0].flatten(1)  # (512, 49)
+    mean = activations["attention"][0].flatten(1) @ hid.T  # (H, 512): sum_q A_h(q) a_c(q)
+    return hid[:, y * 7 + x].T - mean[head]
+
+
 def descend(agent: Agent, activations: dict, layer: str, level: dict) -> tuple:
     """Relevance under every node of `level`: (relevance (N, Cin, k, k), k, stride of the window).
 
-    level: channel (N), y (N), x (N), r (N, C): the relevance of each of the node's channels
-    (C = 1 for the roots and the unit nodes of the 1x1 layers, the node's own channel).
+    level: head (N), channel (N), y (N), x (N), r (N, C): the relevance of each of the node's channels
+    (C = 1 for the roots and the unit nodes of the 1x1 layers, the node's own channel); head: the root's.
     """
     y, x, ch = level["y"], level["x"], level["channel"]
-    if layer == "attention":  # logit_h = sum_c W[h, c] hid_c, and hid may be negative (ELU)
-        hid = activations["attn_hidden"][0, :, y, x].T  # (N, 512)
-        weight = agent.attn_logits.weight[ch, :, 0, 0] * hid.sign()  # a w = |a| (w sign(a))
-        return relevance_below(hid.abs(), weight, level["r"][:, 0]).view(-1, 512, 1, 1), 1, 1
-    if layer == "attn_hidden":  # pre_c = sum_j W[c, j] features_j; ELU keeps the sign of pre_c
+    if layer == "attention":  # contrasted logit: sum_c W[h, c] d_c, and d may be negative
+        d = contrast(activations, ch, y, x)  # (N, 512)
+        weight = agent.attn_logits.weight[ch, :, 0, 0] * d.sign()  # d w = |d| (w sign(d))
+        return relevance_below(d.abs(), weight, level["r"][:, 0]).view(-1, 512, 1, 1), 1, 1
+    if layer == "attn_hidden":  # pre_c = sum_j W[c, j] features_j; ELU is increasing
         feats = activations["features"][0, :, y, x].T  # (N, 64), >= 0; the L2 norm cancels in the shares
-        sign = activations["attn_hidden"][0, ch, y, x].sign().unsqueeze(1)
+        # the node is relevant because it is above (or below) its mean: explained by what pushed it up (or down)
+        sign = contrast(activations, level["head"], y, x).gather(1, ch[:, None]).sign()
         weight = agent.attn_hidden.weight[ch, :, 0, 0] * sign  # (N, 64)
         return relevance_below(feats, weight, level["r"][:, 0]).view(-1, 64, 1, 1), 1, 1
     conv = getattr(agent, layer)
@@ -189,14 +205,14 @@ def pick_children(level: dict, rel: torch.Tensor, k: int, stride: int, n: int, t
     if k == 1:
         values, index, valid = top_channels(rel[:, :, 0, 0], n, threshold)
         parent, slot = valid.nonzero(as_tuple=True)
-        r = values[parent, slot].unsqueeze(1)
-        return dict(parent=parent, channel=index[parent, slot], y=level["y"][parent], x=level["x"][parent], r=r)
+        r, y, x = values[parent, slot].unsqueeze(1), level["y"][parent], level["x"][parent]
+        return dict(parent=parent, head=level["head"][parent], channel=index[parent, slot], y=y, x=x, r=r)
     values, index, valid = find_peaks(rel.sum(1), n, threshold)
     parent, slot = valid.nonzero(as_tuple=True)
     place = index[parent, slot]
     r = rel.flatten(2)[parent, :, place]  # (M, Cin): relevance of each channel at the child's place
     y, x = level["y"][parent] * stride + place // k, level["x"][parent] * stride + place % k
-    return dict(parent=parent, channel=r.argmax(1), y=y, x=x, r=r)
+    return dict(parent=parent, head=level["head"][parent], channel=r.argmax(1), y=y, x=x, r=r)
 
 
 @torch.no_grad()
@@ -219,7 +235,7 @@ def build_tree(
     values, index, valid = find_peaks(heads, roots, threshold)
     head, slot = valid.nonzero(as_tuple=True)
     value, place = values[head, slot], index[head, slot]
-    level = dict(channel=head, y=place // 7, x=place % 7, r=value.unsqueeze(1))
+    level = dict(head=head, channel=head, y=place // 7, x=place % 7, r=value.unsqueeze(1))
     tree = parents = level_nodes("attention", head, level["y"], level["x"], value)
     for layer, child_layer in zip(LAYERS[:depth], LAYERS[1 : depth + 1]):
         rel, k, stride = descend(agent, activations, layer, level)

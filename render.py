@@ -46,8 +46,10 @@ class Args:
     """the game of CleanRL or SB3 agents whose files do not name it, e.g. BreakoutNoFrameskip-v4"""
     overlay: Optional[Literal["attention", "saliency", "tree", "none"]] = None
     """what to draw over the game (default: attention, or saliency for agents trained without attention)"""
-    method: Literal["smoothgrad", "gradient", "vargrad", "perturbation"] = "smoothgrad"
-    """saliency method of --overlay saliency (smoothgrad and vargrad are slower: --samples forward passes a frame)"""
+    method: Literal["smoothgrad", "gradient", "vargrad", "gradcam", "ig_black", "ig_blur", "perturbation"] = (
+        "smoothgrad"
+    )
+    """saliency method of --overlay saliency (smoothgrad, vargrad and ig_* take tens of passes a frame)"""
     target: Literal["action", "value", "attention"] = "action"
     """what the saliency explains: the taken action's logit, the value V(s), or the attention peaks"""
     samples: int = 50

@@ -6,9 +6,16 @@ map per method:
 - attention: the agent's own attention painted onto the input: each 7x7 unit adds its weight to
   its 36x36 receptive field (transposed convolution, all-ones kernel, stride 8), so a pixel gets
   the attention mass of the units that see it, in [0, 1] per head (heads summed unless `head`).
+- gradcam (Selvaraju et al. 2017): on conv3's 7x7 grid, the grid of the attention, ReLU(sum_k alpha_k A_k)
+  with alpha_k the mean over the 49 places of d target / d A_k and A the conv3 maps as the layers above
+  read them: after the ReLU, and L2-normalised per place in an agent with attention; painted onto the
+  input like the attention.
 - gradient (Simonyan et al. 2013): |d target / d input|.
 - smoothgrad (Smilkov et al. 2017): |mean gradient| over `samples` copies x + N(0, (noise x range)^2).
 - vargrad (Adebayo et al. 2018): the variance of those same gradients (one pass gives both).
+- ig_black, ig_blur (Integrated Gradients, Sundararajan et al. 2017): |(x - x') * the mean gradient at
+  x' + alpha (x - x')|, alpha = (k + 1/2) / `ig_steps` (midpoint rule), from a black baseline x' = 0 or
+  from the frames blurred (sigma 3). The attributions sum to target(x) - target(x') (completeness).
 - perturbation (Greydanus et al. 2018): 1/2 ||f(I) - f(I')||^2 with I' the frames blurred
   (sigma 3) under a Gaussian mask (sigma^2 = 25) at each point of a grid every `stride` px.
 
@@ -38,15 +45,18 @@ import tyro
 from play import exit_on_bad_input, load_checkpoint, output_folder, pick_device, play_to
 from ppo_attention import Agent, UsageError
 
-METHODS = ("attention", "gradient", "smoothgrad", "vargrad", "perturbation")
+METHODS = ("attention", "gradcam", "gradient", "smoothgrad", "vargrad", "ig_black", "ig_blur", "perturbation")
 TARGETS = ("action", "value", "attention")
-Method = Literal["attention", "gradient", "smoothgrad", "vargrad", "perturbation"]
+Method = Literal["attention", "gradcam", "gradient", "smoothgrad", "vargrad", "ig_black", "ig_blur", "perturbation"]
 FRAME_TITLES = ["game frame: max over the 4", "frame t-3", "frame t-2", "frame t-1", "frame t (newest)"]
 SHOWN = {  # what each map's numbers are, in words
     "attention": "attention mass of the\nunits that see a pixel",
+    "gradcam": "Grad-CAM on conv3,\npainted like the attention",
     "gradient": "|gradient|",
     "smoothgrad": "|mean gradient|\nover noisy copies",
     "vargrad": "variance of the gradient\nover noisy copies",
+    "ig_black": "|integrated gradients|\nfrom black",
+    "ig_blur": "|integrated gradients|\nfrom the blurred frames",
     "perturbation": "output change when\nblurred around a pixel",
 }
 
@@ -62,7 +72,7 @@ class Args:
     steps: tuple[int, ...] = (20, 60, 120)
     """agent steps of the game to explain (0 = the first observation); one figure each"""
     method: tuple[Method, ...] = ()
-    """maps to draw, one figure row each (default: all five; attention only for agents that have it)"""
+    """maps to draw, one figure row each (default: all eight; attention only for agents that have it)"""
     target: Literal["action", "value", "attention"] = "action"
     """what the gradient and perturbation maps explain: the taken action's logit, V(s), or the attention peaks"""
     head: Optional[int] = None
@@ -73,10 +83,12 @@ class Args:
     """noisy copies per observation for SmoothGrad and VarGrad"""
     noise: float = 0.15
     """standard deviation of that noise, as a fraction of the input range [0, 1]"""
+    ig_steps: int = 32
+    """points on the path from the baseline of Integrated Gradients (midpoint rule)"""
     stride: int = 5
     """grid spacing in pixels of the perturbation method"""
     chunk: int = 128
-    """noisy or perturbed copies per forward pass (bounds memory)"""
+    """noisy, interpolated or perturbed copies per forward pass (bounds memory)"""
     seed: int = 1
     """seed of the game, of the agent's sampled actions and of the noise"""
     greedy: bool = False
@@ -92,15 +104,17 @@ class Args:
 # ----------------------------------------------------------------------------- the maps
 
 
-def check_options(agent: Optional[Agent], method, target, head, action, samples, noise, stride, chunk) -> None:
+def check_options(
+    agent: Optional[Agent], method, target, head, action, samples, noise, stride, chunk, ig_steps=32
+) -> None:
     """Raise UsageError (one sentence) for a setting the maps cannot be computed with (agent None: skip its checks)."""
     if method not in METHODS:
         raise UsageError(f"unknown method '{method}'; choose from {', '.join(METHODS)}.")
     if target not in TARGETS:
         raise UsageError(f"unknown target '{target}'; choose from {', '.join(TARGETS)}.")
-    for name, value in (("samples", samples), ("stride", stride), ("chunk", chunk)):
+    for name, value in (("samples", samples), ("stride", stride), ("chunk", chunk), ("ig_steps", ig_steps)):
         if value < 1:
-            raise UsageError(f"--{name} must be at least 1, got {value}.")
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
     if not noise >= 0 or math.isinf(noise):  # also rejects NaN
         raise UsageError(f"--noise must be a finite number >= 0, got {noise}.")
     if agent is None:
@@ -121,7 +135,8 @@ def paint_attention(attention: torch.Tensor) -> torch.Tensor:
     """Each 7x7 unit paints its 36x36 receptive field with its weight: (B, H, 7, 7) -> (B, H, 84, 84).
 
     A transposed convolution with an all-ones 36x36 kernel at stride 8 (rl-attention's overlay):
-    the value at a pixel is the attention mass of the units whose receptive field covers it.
+    the value at a pixel is the attention mass of the units whose receptive field covers it. Any map
+    on the same 7x7 grid (Grad-CAM on conv3) is painted the same way.
     """
     B, H = attention.shape[:2]
     size, stride = Agent.RECEPTIVE_FIELDS["attention"]
@@ -159,12 +174,22 @@ def gradient_target(
     return log_attention.gather(2, peak[:, :, None])[:, heads, 0].sum(1)
 
 
+def input_gradients(agent, inputs, target, heads, peak, action) -> torch.Tensor:
+    """d target / d input of every row of inputs (N, 4, 84, 84), float input that may leave [0, 1]: (N, 4, 84, 84).
+
+    The rows do not interact, so one backward pass of the summed target gives every row's own gradient.
+    """
+    inputs = inputs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        score = gradient_target(agent.activations(inputs, check=False), target, heads, peak, action)
+        return torch.autograd.grad(score.sum(), inputs)[0]
+
+
 def gradient_moments(agent, x, target, heads, peak, action, samples, noise, chunk, generator):
     """Mean and variance over `samples` noisy copies of each observation's input gradient.
 
-    The B * samples copies go through the network `chunk` at a time: the rows do not interact, so
-    one backward pass of the summed target gives every row's own gradient. Copy k of observation
-    b gets the (b * samples + k)-th standard normal draw, whatever `chunk`.
+    The B * samples copies go through the network `chunk` at a time. Copy k of observation b gets the
+    (b * samples + k)-th standard normal draw, whatever `chunk`.
     """
     B, n = x.shape[0], samples
     total = torch.zeros(x.shape, dtype=torch.float64, device=x.device)  # (B, 4, 84, 84)
@@ -175,18 +200,52 @@ def gradient_moments(agent, x, target, heads, peak, action, samples, noise, chun
         noisy = x[obs_of_row]  # (C, 4, 84, 84), a copy
         if noise > 0:  # Gaussian noise on the float input, no uint8 round trip
             noisy += noise * torch.randn(noisy.shape, generator=generator, device=x.device)
-        noisy.requires_grad_(True)
-        with torch.enable_grad():
-            score = gradient_target(
-                agent.activations(noisy, check=False), target, heads, peak[obs_of_row], action[obs_of_row]
-            )
-            (grad,) = torch.autograd.grad(score.sum(), noisy)
-        grad = grad.double()
+        grad = input_gradients(agent, noisy, target, heads, peak[obs_of_row], action[obs_of_row]).double()
         total.index_add_(0, obs_of_row, grad)
         total_sq.index_add_(0, obs_of_row, grad * grad)
     mean = total / n
     var = (total_sq / n - mean * mean).clamp_min(0.0)  # population variance, float64 sums
     return mean.to(x.dtype), var.to(x.dtype)
+
+
+def integrated_gradients(agent, x, baseline, target, heads, peak, action, steps, chunk) -> torch.Tensor:
+    """Integrated Gradients (Sundararajan et al. 2017) of each observation: (B, 4, 84, 84), signed.
+
+    (x - x') times the mean of the input gradient at x' + alpha_k (x - x'), alpha_k = (k + 1/2) / steps for
+    k = 0 .. steps - 1 (the midpoint rule). Completeness: the attributions sum to target(x) - target(x'), up to
+    the rule's error. The B * steps points go through the network `chunk` at a time.
+    """
+    B = x.shape[0]
+    total = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
+    for start in range(0, B * steps, chunk):
+        rows = torch.arange(start, min(start + chunk, B * steps), device=x.device)
+        b, alpha = rows // steps, ((rows % steps).to(x.dtype) + 0.5) / steps
+        points = baseline[b] + alpha.view(-1, 1, 1, 1) * (x[b] - baseline[b])  # (C, 4, 84, 84), inside [0, 1]
+        total.index_add_(0, b, input_gradients(agent, points, target, heads, peak[b], action[b]).double())
+    return ((x - baseline).double() * total / steps).to(x.dtype)
+
+
+def gradcam(agent, x, target, heads, peak, action, chunk) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017) on conv3's 7x7 grid: (B, 7, 7), >= 0.
+
+    A: conv3's maps as every layer above reads them, (B, 64, 7, 7): `features`, the output after its ReLU,
+    L2-normalised over the channels at each place in an agent with attention (both the attention module and
+    the masked features read that), conv3's rectified output itself in a plain Nature CNN. alpha_k = mean
+    over the 49 places of d target / d A_k; the map is ReLU(sum_k alpha_k A_k). Not the raw conv3 output of
+    an attention agent: what reads it is blind to its scale at each place, so there the gradient is
+    orthogonal to it, sum_k (d target / d A_k(p)) A_k(p) = 0, and the map is mostly noise. (captum's
+    LayerGradCam on the conv3 module would take A before the ReLU.)
+    """
+    maps = []
+    for start in range(0, x.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        with torch.enable_grad():
+            a = agent.activations(x[rows], check=False)
+            score = gradient_target(a, target, heads, peak[rows], action[rows])
+            (grad,) = torch.autograd.grad(score.sum(), a["features"])
+        alpha = grad.mean((2, 3), keepdim=True)  # (C, 64, 1, 1)
+        maps.append(F.relu((alpha * a["features"]).sum(1)).detach())
+    return torch.cat(maps)
 
 
 @functools.lru_cache(maxsize=8)
@@ -263,6 +322,7 @@ def saliency_maps(
     chunk: int = 128,
     signed: bool = False,
     generator: Optional[torch.Generator] = None,
+    ig_steps: int = 32,
 ) -> dict:
     """{method: saliency map (B, 4, 84, 84) float32} for a batch of observations, on the agent's device.
 
@@ -271,33 +331,40 @@ def saliency_maps(
     (default: all heads summed). action: int or (B,) actions whose logit is explained (default:
     each observation's greedy action). samples, noise: SmoothGrad/VarGrad copies and their std as a
     fraction of [0, 1]; both come from the same copies. stride: perturbation grid in px. chunk:
-    copies per forward pass. signed: the signed gradient / mean gradient instead of its absolute
-    value. generator: torch.Generator for the noise (the global RNG when None).
+    copies per forward pass. signed: the signed gradient / mean gradient / integrated gradients
+    instead of their absolute value. generator: torch.Generator for the noise (the global RNG when
+    None). ig_steps: points of Integrated Gradients' midpoint rule.
     Raises UsageError with one sentence for a bad setting.
     """
     for method in methods:
-        check_options(agent, method, target, head, action, samples, noise, stride, chunk)
+        check_options(agent, method, target, head, action, samples, noise, stride, chunk, ig_steps)
     x = as_float_input(agent, obs)  # (B, 4, 84, 84) in [0, 1]
     heads = list(range(agent.attn_heads)) if head is None else [head]
     with torch.inference_mode():
         clean = agent.activations(x)
-    maps = {}
+    peak = clean["attn_logits"].flatten(2).argmax(-1)  # (B, H) index of each head's peak, 0..48
+    greedy = clean["logits"].argmax(-1)  # (B,)
+    action = greedy if action is None else torch.as_tensor(action, device=x.device).long().expand_as(greedy)
+    maps, args = {}, (target, heads, peak, action)
     if "attention" in methods:
         painted = paint_attention(clean["attention"][:, heads]).sum(1, keepdim=True)  # (B, 1, 84, 84)
         maps["attention"] = painted.expand_as(x).clone()
+    if "gradcam" in methods:
+        maps["gradcam"] = paint_attention(gradcam(agent, x, *args, chunk)[:, None]).expand_as(x).clone()
     if "perturbation" in methods:
         maps["perturbation"] = (
             perturbation_saliency(agent, x, target, heads, stride, chunk)[:, None].expand_as(x).clone()
         )
-    peak = clean["attn_logits"].flatten(2).argmax(-1)  # (B, H) index of each head's peak, 0..48
-    greedy = clean["logits"].argmax(-1)  # (B,)
-    action = greedy if action is None else torch.as_tensor(action, device=x.device).long().expand_as(greedy)
     if "gradient" in methods:
-        mean, _ = gradient_moments(agent, x, target, heads, peak, action, 1, 0.0, chunk, generator)
+        mean, _ = gradient_moments(agent, x, *args, 1, 0.0, chunk, generator)
         maps["gradient"] = mean if signed else mean.abs()
     if "smoothgrad" in methods or "vargrad" in methods:  # one pass over the noisy copies for both
-        mean, var = gradient_moments(agent, x, target, heads, peak, action, samples, noise, chunk, generator)
+        mean, var = gradient_moments(agent, x, *args, samples, noise, chunk, generator)
         maps["smoothgrad"], maps["vargrad"] = mean if signed else mean.abs(), var
+    for method, baseline in (("ig_black", torch.zeros_like), ("ig_blur", gaussian_blur)):
+        if method in methods:
+            ig = integrated_gradients(agent, x, baseline(x), *args, ig_steps, chunk)
+            maps[method] = ig if signed else ig.abs()
     return {m: maps[m] for m in methods}
 
 
@@ -354,6 +421,8 @@ class AnyPolicy(torch.nn.Module):
         finally:
             for hook in hooks:
                 hook.remove()
+        if "conv3" in out:  # what Grad-CAM reads: in a plain Nature CNN, conv3's rectified maps
+            out.setdefault("features", out["conv3"])
         if self.has_value:
             out["value"] = self.value(inputs).reshape(-1, 1)
         out["attention"] = out["attn_logits"] = x.new_zeros(x.shape[0], 0, 7, 7)
@@ -410,7 +479,7 @@ def main(argv=None) -> str:
     steps = sorted(set(args.steps))
     if not steps or steps[0] < 0:
         raise UsageError(f"--steps must be one or more numbers >= 0, got {list(args.steps)}.")
-    options = (args.target, args.head, args.action, args.samples, args.noise, args.stride, args.chunk)
+    options = (args.target, args.head, args.action, args.samples, args.noise, args.stride, args.chunk, args.ig_steps)
     for method in args.method or METHODS:  # the settings are checked before anything is loaded or played
         check_options(None, method, *options)
     agent, meta = load_checkpoint(args.checkpoint, pick_device(args.cuda), args.env_id)
@@ -429,7 +498,8 @@ def main(argv=None) -> str:
             step, action = kept[t], explained[t]
             start = time.perf_counter()
             signed = saliency_maps(agent, step.obs[None], methods, args.target, args.head, action, args.samples,
-                                   args.noise, args.stride, args.chunk, signed=True, generator=generator)  # fmt: skip
+                                   args.noise, args.stride, args.chunk, signed=True, generator=generator,
+                                   ig_steps=args.ig_steps)  # fmt: skip
             for method, m in signed.items():
                 maps[method][i] = m[0].cpu().numpy()
             title = (
@@ -441,6 +511,7 @@ def main(argv=None) -> str:
             print(f"step {t}: {len(methods)} maps in {time.perf_counter() - start:.2f} s -> {path}", flush=True)
         settings = dict(target=args.target, head=-1 if args.head is None else args.head, env_id=meta["env_id"])
         settings |= dict(action_names=names, samples=args.samples, noise=args.noise, stride=args.stride, seed=args.seed)
+        settings |= dict(ig_steps=args.ig_steps)
         np.savez_compressed(
             os.path.join(out, "saliency.npz"),
             **{f"maps_{m}": maps[m] for m in methods},

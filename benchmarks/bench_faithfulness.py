@@ -1,5 +1,6 @@
-"""Benchmark of faithfulness.py: seconds of the default run (32 states, every method, SmoothGrad/VarGrad 50
-samples, perturbation stride 5, sanity check on 8 states), in total and per phase.
+"""Benchmark of faithfulness.py: seconds of the default run (128 states from 8 games, every method and floor,
+SmoothGrad/VarGrad 50 samples, Integrated Gradients 64 steps, perturbation stride 5, sanity check on 8 states,
+object grounding), in total and per phase.
 
 `faithfulness.main` runs as the command line runs it; its phases are timed by wrapping the functions that
 do them (a phase called inside another counts for the outer one: the sanity check's maps are the sanity
@@ -39,7 +40,7 @@ class Args:
     checkpoint: Optional[str] = None
     """checkpoint to score (default: train a tiny 64-step Breakout checkpoint in a temporary folder)"""
     threads: Optional[int] = None
-    """torch CPU threads (default: torch's choice, one per core)"""
+    """torch CPU threads (default: faithfulness.py's --threads, 1); the run itself sets --threads to this"""
     extra: str = ""
     """further faithfulness.py flags, in quotes after an equals sign: --extra="--states 8" (default: the default run)"""
 
@@ -50,6 +51,7 @@ PHASES = {  # function of faithfulness.py: phase
     "policy_curves": "deletion and insertion",
     "sanity_check": "sanity check (cascading randomisation)",
     "save_figure": "figure",
+    "save_object_figure": "figure of the objects",
 }
 
 
@@ -86,10 +88,11 @@ def main(args: Args) -> None:
         for name in PHASES:
             setattr(faithfulness, name, timed(name, getattr(faithfulness, name), wall, cpu, active))
         argv = ["--checkpoint", checkpoint, "--out", os.path.join(folder, "out"), *shlex.split(args.extra)]
-        start, start_cpu = time.perf_counter(), time.process_time()
+        argv += ["--threads", str(args.threads)] if args.threads else []
+        start, start_cpu, load_start = time.perf_counter(), time.process_time(), os.getloadavg()[0]
         faithfulness.main(argv)
         total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load = f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (1-minute)"
     print(f"\nfaithfulness.py {args.extra or '(defaults)'} on {os.path.basename(checkpoint)}: "
           f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, load average {load} "
           "(others' work slows it)")  # fmt: skip

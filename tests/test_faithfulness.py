@@ -1,5 +1,6 @@
 """Tests of faithfulness.py: deletion and insertion on a network that sees one quadrant, the area under a curve,
-cascading randomisation, the sanity check's power to fail a map, the command line end to end, bad input."""
+the floors, margins and standard errors, cascading randomisation, the sanity check's power to fail a map and its
+floors, object grounding, the command line end to end, bad input."""
 
 import csv
 import json
@@ -13,11 +14,18 @@ import torch
 
 from faithfulness import (
     ALL_METHODS,
+    FLOORS,
     Args,
     area_under_curve,
     cascade,
+    explained_actions,
     explanation_maps,
+    floor_maps,
+    grounding,
     main,
+    margins,
+    mean_and_se,
+    object_masks,
     policy_curves,
     relevance_ranks,
     sanity_check,
@@ -25,7 +33,7 @@ from faithfulness import (
 )
 from play import exit_on_bad_input, load_checkpoint
 from ppo_attention import Agent
-from saliency import gaussian_blur, saliency_maps
+from saliency import gaussian_blur, paint_attention, saliency_maps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ["actor+critic", "fc", "attention", "conv3", "conv2", "conv1"]
@@ -42,8 +50,13 @@ TINY = [
     "2",
     "--max-steps",
     "60",
+    "--ig-steps",
+    "4",
 ]
-KEYS = {"deletion_kl_auc", "deletion_prob_auc", "insertion_prob_auc", "insertion_kl_auc", "seconds_per_state", "sanity"}
+AREAS = {
+    f"{c}_auc{se}" for c in ("deletion_kl", "deletion_prob", "insertion_prob", "insertion_kl") for se in ("", "_se")
+}
+KEYS = AREAS | {"seconds_per_state", "sanity", "margin", "objects"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -169,7 +182,7 @@ def test_a_map_that_ignores_the_weights_fails_the_sanity_check_and_the_gradient_
         gradient = saliency_maps(model, obs, ("gradient",), action=torch.zeros(3, dtype=torch.long))["gradient"]
         return {"the input image": obs.float().amax(1), "gradient": gradient.amax(1)}
 
-    result = sanity_check(agent, maps, seed=1)
+    result, _ = sanity_check(agent, maps, seed=1)
     assert result["the input image"] == pytest.approx(dict.fromkeys(LAYERS, 1.0))  # fails: it never changes
     assert max(result["gradient"].values()) < 0.9  # a map of the model moves with the weights it explains
 
@@ -178,11 +191,114 @@ def test_attention_keeps_correlation_one_above_the_attention_layers_and_random_i
     obs, actions = random_obs(2), torch.zeros(2, dtype=torch.long)
     args = Args(checkpoint="", samples=2, stride=21)
     redraws = torch.Generator().manual_seed(0)
-    result = sanity_check(
+    result, _ = sanity_check(
         agent, lambda m: explanation_maps(m, obs, actions, ["attention", "random"], args, redraws)[0], 1
     )
     assert result["attention"]["actor+critic"] == result["attention"]["fc"] == 1.0  # by construction
     assert all(abs(r) < 0.1 for r in result["random"].values())
+
+
+def test_sanity_floor_is_the_strongest_correlation_with_the_floors_and_the_input_is_its_own_column(agent):
+    """A map that *is* the painted uniform attention has floor 1 (painted_uniform); the input image has input 1."""
+    obs = random_obs(3)
+    image = obs.float().amax(1)
+    uniform = floor_maps("painted_uniform", 3, 2, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    floors = {f: floor_maps(f, 3, 2, g) for f in FLOORS}
+    _, by_geometry = sanity_check(agent, lambda m: {"uniform": uniform, "image": image}, 1, floors=floors, frames=image)
+    assert by_geometry["uniform"] == {"value": pytest.approx(1.0), "floor": "painted_uniform", "input": pytest.approx(
+        float(spearman(uniform, image).mean()))}  # fmt: skip
+    assert by_geometry["image"]["input"] == pytest.approx(1.0) and abs(by_geometry["image"]["value"]) < 0.2
+
+
+# ----------------------------------------------------------------------------- floors, margins, standard errors
+
+
+def test_floors_share_the_attention_geometry_and_know_nothing_of_the_model():
+    g = torch.Generator().manual_seed(0)
+    uniform = floor_maps("painted_uniform", 2, 2, g)
+    torch.testing.assert_close(uniform[1], 2 * paint_attention(torch.full((1, 1, 7, 7), 1 / 49))[0, 0])
+    dirichlet = floor_maps("painted_dirichlet", 4000, 1, g)  # one head: a Dirichlet(1) draw over 49 places, painted
+    mass = dirichlet.sum((1, 2))
+    torch.testing.assert_close(mass, torch.full_like(mass, 36.0 * 36.0))  # every unit paints 36x36 px with its weight
+    corner = dirichlet[:, 0, 0]  # only unit (0, 0) paints pixel (0, 0): its weight, Beta(1, 48) under Dirichlet(1)
+    assert float(corner.mean()) == pytest.approx(1 / 49, rel=0.05)
+    assert float(corner.var()) == pytest.approx((1 / 49) * (48 / 49) / 50, rel=0.1)
+    assert not torch.equal(dirichlet[0], dirichlet[1]) and floor_maps("random", 3, 2, g).shape == (3, 84, 84)
+    again = floor_maps("painted_dirichlet", 2, 2, torch.Generator().manual_seed(5))
+    assert torch.equal(again, floor_maps("painted_dirichlet", 2, 2, torch.Generator().manual_seed(5)))  # seeded
+
+
+def test_mean_and_standard_error_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    values = np.array([0.3, 1.2, 0.7, 0.9, 2.0])
+    assert mean_and_se(values) == pytest.approx((values.mean(), stats.sem(values)))
+    assert mean_and_se([0.4]) == (0.4, 0.0)
+
+
+def test_margins_are_over_the_strongest_floor_of_each_score_signed_and_paired():
+    a = lambda *v: np.array(v, dtype=float)  # noqa: E731
+    areas = {  # per-state areas of two states
+        "map": dict(deletion_kl=a(2.0, 3.0), deletion_prob=a(0.2, 0.4), insertion_prob=a(0.8, 0.6), insertion_kl=a(0.1, 0.3)),
+        "random": dict(deletion_kl=a(1.0, 1.0), deletion_prob=a(0.5, 0.5), insertion_prob=a(0.5, 0.5), insertion_kl=a(0.9, 0.9)),
+        "painted_uniform": dict(deletion_kl=a(1.5, 2.5), deletion_prob=a(0.6, 0.6), insertion_prob=a(0.4, 0.4), insertion_kl=a(0.5, 0.5)),
+    }  # fmt: skip
+    m = margins(areas)["map"]
+    assert m["deletion_kl"] == pytest.approx((0.5, 0.0, "painted_uniform"))  # higher is better; paired: 0.5 both
+    assert m["deletion_prob"] == pytest.approx((0.2, 0.1, "random"))  # lower is better: 0.5 - (0.2, 0.4)
+    assert m["insertion_prob"] == pytest.approx((0.2, 0.1, "random"))
+    assert m["insertion_kl"] == pytest.approx((0.3, 0.1, "painted_uniform"))
+    assert margins({"map": areas["map"]}) == {}  # no floor, no margin
+
+
+def test_explained_action_is_the_most_probable_one_by_default():
+    logits, taken = torch.tensor([[0.1, 2.0, 0.3], [1.0, 0.0, -1.0]]), torch.tensor([2, 2])
+    assert explained_actions(logits, taken, "greedy").tolist() == [1, 0]
+    assert explained_actions(logits, taken, "taken").tolist() == [2, 2]
+    assert Args(checkpoint="").explain == "greedy"
+
+
+def test_integrated_gradients_completeness_error_is_reported_right():
+    """A ReLU network without biases integrates exactly from black: the reported error is float rounding."""
+    torch.manual_seed(0)
+    model = Agent(4, attn_heads=0)
+    with torch.no_grad():
+        for layer in (model.conv1, model.conv2, model.conv3, model.fc, model.actor, model.critic):
+            layer.bias.zero_()
+        model.actor.weight *= 100
+    obs = random_obs(3)
+    actions = model(obs)[0].argmax(-1)
+    args = Args(checkpoint="", ig_steps=3)
+    _, _, incomplete = explanation_maps(model, obs, actions, ["ig_black", "ig_blur"], args, torch.Generator())
+    assert float(incomplete["ig_black"].max()) < 1e-3 and incomplete["ig_blur"].shape == (3,)
+
+
+# ----------------------------------------------------------------------------- the game's objects
+
+
+def test_object_masks_join_the_stacked_frames_boxes_grown_by_the_margin():
+    ball1, ball2 = (100, 30, 104, 32), (110, 40, 114, 42)  # 210x160 boxes -> (40, 15, 42, 17), (44, 21, 46, 23)
+    objects = [[{}, {}, {"ball": ball1, "paddle": None}, {"ball": ball2, "paddle": None}], [{"ball": None}] * 4]
+    masks = object_masks(objects, margin=1)
+    expected = np.zeros((84, 84), bool)
+    expected[39:43, 14:18] = expected[43:47, 20:24] = True
+    assert np.array_equal(masks["ball"][0], expected) and not masks["ball"][1].any() and not masks["paddle"].any()
+    assert object_masks([[{}] * 4], 4) == {}  # a game without objects
+
+
+def test_grounding_counts_mass_screen_share_and_peaks_by_hand():
+    masks = {"ball": np.zeros((3, 84, 84), bool)}
+    masks["ball"][:2, :42, :42] = True  # a quarter of the screen in states 0 and 1; absent in state 2
+    m = torch.zeros(3, 84, 84)
+    m[0, 0, 0], m[0, 80, 80] = 3.0, 1.0  # 3/4 of the mass and the peak on it
+    m[1, 0, 0], m[1, 80, 80] = 1.0, 1.0  # a tie at the top: the maximum is reached on it too
+    m[2] = 1.0  # the ball is not there: left out
+    r = grounding(m, masks)["ball"]
+    assert (r["mass"], r["area"], r["peak"], r["states"]) == pytest.approx((0.625, 0.25, 1.0, 2))
+    assert r["mass_se"] == pytest.approx(np.std([0.75, 0.5], ddof=1) / np.sqrt(2))
+    m[1, 80, 80] = 2.0  # now its peak is off the ball
+    assert grounding(m, masks)["ball"]["peak"] == pytest.approx(0.5)
+    assert grounding(torch.zeros(3, 84, 84), masks)["ball"]["states"] == 0  # all-zero maps have no mass to share
 
 
 def test_spearman_of_absolute_values_matches_scipy_with_ties():
@@ -199,37 +315,51 @@ def test_spearman_of_absolute_values_matches_scipy_with_ties():
 # ----------------------------------------------------------------------------- the command line
 
 
-def test_end_to_end_writes_exactly_the_documented_json_a_csv_and_a_figure(tiny_checkpoint, tmp_path, capsys):
+def test_end_to_end_writes_exactly_the_documented_json_a_csv_and_two_figures(tiny_checkpoint, tmp_path, capsys):
     out = cli(["--checkpoint", tiny_checkpoint, *TINY, "--out", str(tmp_path / "o")])
     with open(os.path.join(out, "faithfulness.json")) as f:
         data = json.load(f)
-    assert set(data) == {"checkpoint", "env_id", "states", "baseline", "methods"}
-    assert (data["checkpoint"], data["env_id"], data["states"], data["baseline"]) == (
+    assert set(data) == {"checkpoint", "env_id", "states", "games", "explained", "baseline", "ig_steps", "margin_px",
+                         "sanity_states", "ig_completeness_error", "methods", "attention_heads"}  # fmt: skip
+    assert (data["checkpoint"], data["env_id"], data["states"], data["baseline"], data["explained"]) == (
         tiny_checkpoint,
         "BreakoutNoFrameskip-v4",
         4,
         "blur",
+        "greedy",
     )
-    assert list(data["methods"]) == list(ALL_METHODS)
-    for r in data["methods"].values():
-        assert set(r) == KEYS and list(r["sanity"]) == LAYERS
-        assert all(
-            isinstance(v, float) and np.isfinite(v) for v in [*(r[k] for k in KEYS - {"sanity"}), *r["sanity"].values()]
+    assert list(data["methods"]) == list(ALL_METHODS) and set(data["ig_completeness_error"]) == {"ig_black", "ig_blur"}
+    for method, r in data["methods"].items():
+        assert set(r) == KEYS | ({"sanity_floor"} if method not in FLOORS else set()), method
+        assert list(r["sanity"]) == LAYERS and set(r["objects"]) == {"ball", "paddle"}
+        assert all(isinstance(v, float) and np.isfinite(v) for v in [*(r[k] for k in AREAS), *r["sanity"].values()])
+        assert set(r["margin"]) == {"deletion_kl", "deletion_prob", "insertion_prob", "insertion_kl"}
+        assert all(m["floor"] in FLOORS and np.isfinite(m["value"]) for m in r["margin"].values())
+        paddle = r["objects"]["paddle"]  # always on the screen
+        assert (
+            paddle["states"] == 4 and 0 <= paddle["mass"] <= 1 and 0 < paddle["area"] < 0.2 and 0 <= paddle["peak"] <= 1
         )
+    assert list(data["attention_heads"]) == ["attention (head 0)", "attention (head 1)"]
+    assert data["methods"]["random"]["margin"]["deletion_kl"]["value"] <= 0  # no floor beats the strongest one
     with open(os.path.join(out, "faithfulness.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [row["method"] for row in rows] == list(ALL_METHODS) and "sanity_conv1" in rows[0]
-    assert os.path.getsize(os.path.join(out, "faithfulness.png")) > 10000
-    assert "| random |" in capsys.readouterr().out
+    assert {"margin_deletion_kl", "ball_mass", "paddle_peak", "sanity_floor", "sanity_input"} <= set(rows[0])
+    for name in ("faithfulness.png", "objects.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 10000
+    printed = capsys.readouterr().out
+    assert "| random |" in printed and "the most probable action" in printed and "peak on ball" in printed
+    assert "floor (geometry alone)" in printed and "(over painted_" in printed
 
 
 def test_agent_without_attention_skips_attention_with_a_note(tiny_baseline_checkpoint, tmp_path, capsys):
     argv = ["--checkpoint", tiny_baseline_checkpoint, *TINY, "--baseline", "black", "--out", str(tmp_path / "o")]
-    out = cli([*argv, "--method", "attention", "gradient", "random"])
+    out = cli([*argv, "--method", "attention", "gradcam", "gradient", "random", "--explain", "taken"])
     with open(os.path.join(out, "faithfulness.json")) as f:
         data = json.load(f)
-    assert list(data["methods"]) == ["gradient", "random"] and data["baseline"] == "black"
+    assert list(data["methods"]) == ["gradcam", "gradient", "random"] and data["baseline"] == "black"
     assert list(data["methods"]["gradient"]["sanity"]) == [x for x in LAYERS if x != "attention"]
+    assert data["explained"] == "taken" and data["attention_heads"] == {}
     assert "no attention module" in capsys.readouterr().out
 
 
@@ -270,6 +400,9 @@ def bad_files(tmp_path_factory, tiny_checkpoint):
         (["--games", "0"], "--games must be at least 1"),
         (["--steps", "10"], "--steps must be at least 20"),
         (["--sanity-states", "-1"], "--sanity-states must be"),
+        (["--margin", "-1"], "--margin must be 0 or more"),
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--ig-steps", "0"], "--ig-steps must be at least 1"),
         (["--samples", "0"], "--samples must be at least 1"),
         (["--stride", "0"], "--stride must be at least 1"),
         (["--checkpoint", "{baseline}", "--method", "attention"], "no method is left"),
@@ -299,6 +432,6 @@ def test_as_a_process_bad_input_exits_1_and_an_unknown_choice_2(tiny_checkpoint,
 
     proc = run("--checkpoint", "nope.pt")
     assert proc.returncode == 1 and proc.stderr.strip() == "error: checkpoint 'nope.pt' does not exist."
-    proc = run("--checkpoint", tiny_checkpoint, "--method", "occlusion", "--baseline", "grey")
+    proc = run("--checkpoint", tiny_checkpoint, "--method", "occlusion", "--baseline", "grey", "--explain", "sampled")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "occlusion" in proc.stderr
     assert "smoothgrad" in proc.stderr and not os.listdir(tmp_path)

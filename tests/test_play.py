@@ -13,7 +13,15 @@ from ale_py.vector_env import AtariVectorEnv
 from conftest import ROOT, bad_checkpoints
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
-from play import FireAndNoopReset, exit_on_bad_input, load_checkpoint, make_env, play
+from play import (
+    FireAndNoopReset,
+    box_in_observation,
+    exit_on_bad_input,
+    load_checkpoint,
+    make_env,
+    object_boxes,
+    play,
+)
 from ppo_attention import Agent, UsageError
 
 FIRE = 1  # Breakout's
@@ -126,6 +134,55 @@ def test_backgammon_start_matches_the_vector_env_pixel_for_pixel():
         assert np.array_equal(vobs[0], obs)
         vobs, *_ = venv.step(np.array([action]))
         obs, *_ = env.step(action)
+
+
+BREAKOUT_RED = (200, 72, 72)  # the ball and the paddle (and the top row of bricks, which these checks leave out)
+PLAYFIELD = (slice(93, 193), slice(8, 152))  # below the bricks, between the walls, down to the paddle's last row
+
+
+def test_breakout_objects_from_ram_are_exactly_the_red_pixels_of_every_frame_of_a_game(tiny_checkpoint):
+    """Over a whole game, from below the bricks to the paddle's last row (nothing else there has their colour):
+    the ball's and paddle's boxes read from the RAM cover exactly the pixels of their colour in the colour frame,
+    walls and overlaps included. (Below the paddle the ball shows 2 or 4 of its rows as it leaves.) In the
+    observation, every lit pixel below the bricks is inside the boxes of the two max-pooled frames
+    (`Step.objects`, mapped by box_in_observation), and a box above the paddle holds a lit pixel."""
+    agent, meta = load_checkpoint(tiny_checkpoint)
+    steps = ball_seen = 0
+    for step in play(agent, meta["env_id"], seed=4):
+        boxes = object_boxes(meta["env_id"], step.ram[1])  # ram[1]: the colour frame's emulator frame
+        expected = np.zeros((210, 160), bool)
+        for box in boxes.values():
+            if box is not None:
+                expected[box[0] : box[2], box[1] : box[3]] = True
+        red = np.all(step.frame == BREAKOUT_RED, axis=-1)
+        assert np.array_equal(red[PLAYFIELD], expected[PLAYFIELD]), (step.t, boxes)
+        ball_seen += boxes["ball"] is not None and expected[PLAYFIELD].sum() > 64  # more than the paddle's 16x4
+        lit, inside = step.obs[-1] > 0, np.zeros((84, 84), bool)
+        for box in step.objects.values():
+            if box is not None:
+                y0, x0, y1, x1 = box_in_observation(box)
+                inside[y0:y1, x0:x1] = True
+                if 93 <= box[0] and box[2] <= 193:  # below the bricks, not leaving the screen: it shows
+                    assert lit[y0:y1, x0:x1].any(), (step.t, box)
+        assert not (lit & ~inside)[38:, 5:79].any(), step.t  # rows 38+: below the bricks (93 * 84 / 210 = 37.2)
+        steps += 1
+    assert steps > 150 and step.ram.shape == (2, 128) and ball_seen > 50  # a whole game, the ball checked often
+
+
+def test_object_boxes_read_the_documented_addresses_and_map_into_the_observation():
+    ram = np.zeros(128, np.uint8)
+    ram[99], ram[101], ram[72] = 49 + 30, 100 - 9, 47 + 60
+    assert object_boxes("BreakoutNoFrameskip-v4", ram) == {"ball": (100, 30, 104, 32), "paddle": (189, 60, 193, 76)}
+    ram[99], ram[101], ram[72] = 49 + 7, 194 - 9, 47 + 144
+    assert object_boxes("ALE/Breakout-v5", ram) == {"ball": (194, 8, 196, 9), "paddle": (189, 144, 193, 152)}  # walls
+    ram[101] = 0
+    assert object_boxes("ALE/Breakout-v5", ram)["ball"] is None  # off the screen
+    assert object_boxes("PongNoFrameskip-v4", ram) == {}  # not checked against its frames: not known
+    # AtariPreprocessing's area resize: frame rows y -> y * 84 / 210, columns x -> x * 84 / 160
+    assert box_in_observation((100, 30, 104, 32)) == (40, 15, 42, 17)
+    assert box_in_observation((0, 0, 210, 160)) == (0, 0, 84, 84)
+    assert box_in_observation((100, 30, 104, 32), margin=3) == (37, 12, 45, 20)
+    assert box_in_observation((1, 1, 3, 3), margin=5) == (0, 0, 7, 7)  # clipped to the image
 
 
 def test_the_agent_refuses_unscaled_float_frames():

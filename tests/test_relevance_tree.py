@@ -176,13 +176,30 @@ def test_window_formula_equals_activation_times_gradient(agent, activations, lay
     assert (z.sum() + op.bias[c]).item() == pytest.approx(pre.item(), rel=1e-4, abs=1e-5)
 
 
+def contrasted_by_loop(agent, activations, h, y, x) -> tuple:
+    """The root step written out plainly: d_c = a_c(p) - sum over the 49 places q of A_h(q) a_c(q), by a loop,
+    and z_c = W[h, c] d_c. Returns (z (512,), the peak's logit minus the attention-weighted mean logit)."""
+    hid, attention = activations["attn_hidden"][0], activations["attention"][0, h]
+    mean = sum(attention[q // 7, q % 7] * hid[:, q // 7, q % 7] for q in range(49))
+    logits = activations["attn_logits"][0, h]
+    return agent.attn_logits.weight[h, :, 0, 0] * (hid[:, y, x] - mean), logits[y, x] - (attention * logits).sum()
+
+
 @pytest.mark.parametrize("layer,c,y,x", UNITS)
 def test_relevance_follows_the_z_plus_rule(agent, activations, layer, c, y, x):
-    """The batched descent gives each lower unit R * max(z_j, 0) / sum max(z, 0), with z from autograd."""
+    """The batched descent gives each lower unit R * max(z_j, 0) / sum max(z, 0), with z from autograd; at the
+    root, z is the contrast with the attention-weighted mean, and the z sum to the contrasted logit."""
     c = resolve_channel(activations, layer, c, y, x)
-    z, _, _ = window_contributions_by_autograd(agent, activations, layer, c, y, x)
-    if layer == "attn_hidden":  # the ELU keeps the sign: a negative unit is explained by what pushed it down
-        z = z * activations["attn_hidden"][0, c, y, x].sign()
+    head = 1
+    if layer == "attention":
+        z, contrasted = contrasted_by_loop(agent, activations, c, y, x)
+        assert float(z.sum()) == pytest.approx(float(contrasted), rel=1e-4, abs=1e-5)
+        z = z.view(512, 1, 1).detach()
+    else:
+        z, _, _ = window_contributions_by_autograd(agent, activations, layer, c, y, x)
+    if layer == "attn_hidden":  # a unit above its mean is explained by what pushed it up, one below by the rest
+        d, _ = contrasted_by_loop(agent, activations, head, y, x)
+        z = z * (d[c] / agent.attn_logits.weight[head, c, 0, 0]).sign()
     assert z.clamp(min=0).sum() > 0  # a unit with something to explain
     expected = 0.7 * z.clamp(min=0) / z.clamp(min=0).sum()
     if layer in ("conv2", "conv1"):  # place nodes carry relevance per channel: a one-hot vector = one unit
@@ -190,7 +207,7 @@ def test_relevance_follows_the_z_plus_rule(agent, activations, layer, c, y, x):
         r[0, c] = 0.7
     else:
         r = torch.tensor([[0.7]])
-    level = dict(channel=torch.tensor([c]), y=torch.tensor([y]), x=torch.tensor([x]), r=r)
+    level = dict(head=torch.tensor([head]), channel=torch.tensor([c]), y=torch.tensor([y]), x=torch.tensor([x]), r=r)
     with torch.no_grad():
         rel, k, stride = descend(agent, activations, layer, level)
     torch.testing.assert_close(rel[0], expected, rtol=1e-4, atol=1e-7)
@@ -200,12 +217,32 @@ def test_relevance_follows_the_z_plus_rule(agent, activations, layer, c, y, x):
 def test_children_record_real_channel_numbers(agent, activations, observations, trees):
     tree = build_tree(agent, observations[-1], roots=2, children=3, depth=2)
     for root in tree:
-        h, y, x = root["channel"], root["y"], root["x"]
-        z = activations["attn_hidden"][0, :, y, x] * agent.attn_logits.weight[h, :, 0, 0]
+        z, _ = contrasted_by_loop(agent, activations, root["channel"], root["y"], root["x"])
         best = z.clamp(min=0).topk(len(root["children"])).indices.tolist()
         assert [child["channel"] for child in root["children"]] == best
     channels = {n["channel"] for t in trees for n, _ in iter_nodes(t) if n["layer"] in ("attn_hidden", "conv3")}
     assert max(channels) >= 4  # not the index within a top-k list (a bug in rl-attention's code)
+
+
+def test_a_channel_that_raises_every_place_alike_gets_no_relevance(agent, observations):
+    """Softmax ignores a shift common to all places. Hidden channel 0 made constant over the places (zero
+    weights, bias 2) with a large weight into head 0's logits shifts every logit alike: the attention does
+    not move, and the tree gives that channel nothing (the raw logit's z+ would make it the strongest child)."""
+    model = Agent(agent.n_actions, agent.attn_heads)
+    model.load_state_dict(agent.state_dict())
+    obs = torch.as_tensor(observations[-1])[None]
+    with torch.no_grad():
+        model.attn_hidden.weight[0] = 0
+        model.attn_hidden.bias[0] = 2.0
+        before = model.activations(obs)["attention"]
+        model.attn_logits.weight[0, 0] = 50.0
+        after = model.activations(obs)
+    torch.testing.assert_close(after["attention"], before, rtol=1e-4, atol=1e-6)
+    tree = build_tree(model, obs, roots=2, children=3, depth=1)
+    head0 = [root for root in tree if root["channel"] == 0]
+    assert head0 and all(child["channel"] != 0 for root in head0 for child in root["children"])
+    raw = after["attn_hidden"][0, :, head0[0]["y"], head0[0]["x"]] * model.attn_logits.weight[0, :, 0, 0]
+    assert int(raw.argmax()) == 0  # what the uncontrasted rule would have picked first
 
 
 def test_children_are_the_peaks_of_the_relevance_map(agent, activations, observations):

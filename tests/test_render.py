@@ -149,6 +149,7 @@ def test_forced_attention_and_policy_show_in_the_video(tiny_checkpoint, tmp_path
     [
         ("attention", []),
         ("saliency", ["--method", "gradient", "--target", "action"]),
+        ("saliency", ["--method", "gradcam"]),
         ("tree", []),
         ("none", ["--scale", "2", "--episodes", "2", "--greedy"]),
     ],

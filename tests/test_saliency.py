@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from play import load_checkpoint
 from ppo_attention import Agent
-from saliency import gaussian_blur, main, paint_attention, saliency_map, saliency_maps
+from saliency import METHODS, gaussian_blur, gradcam, main, paint_attention, saliency_map, saliency_maps
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # the functions must work where the agent is
 
@@ -123,6 +123,135 @@ def test_gradients_are_zero_on_frames_the_network_ignores(agent):
     for method in ("gradient", "smoothgrad", "vargrad"):
         m = saliency_map(model, obs, method=method, target="action", samples=4)
         assert float(m[0, :3].abs().max()) == 0.0 and float(m[0, 3].max()) > 0, method
+
+
+# ----------------------------------------------------------------------------- Grad-CAM and Integrated Gradients
+# captum is the reference (a test dependency only). Tolerance of every comparison: 1e-4 of the largest value plus
+# 1e-4 relative; float32 sums taken in another order (captum's batches, ours) differ by ~1e-6 of the scale.
+
+
+def captum_close(ours, reference):
+    reference = reference.detach().to(ours.dtype)
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4 * float(reference.abs().max()))
+    assert float(reference.abs().max()) > 0
+
+
+def logits_of(model):
+    return lambda x: model.activations(x, check=False)["logits"]
+
+
+def grad_cam_args(model, obs):
+    x = obs.float() / 255
+    with torch.no_grad():
+        a = model.activations(x)
+    peak, action = a["attn_logits"].flatten(2).argmax(-1), a["logits"].argmax(-1)
+    return x, ("action", list(range(model.attn_heads)), peak, action), action
+
+
+def test_gradcam_of_a_plain_cnn_matches_captum_on_the_rectified_conv3_maps(tiny_baseline_checkpoint):
+    """The plain Nature CNN as CleanRL writes it, an nn.Sequential whose ReLU after conv3 is a module: captum's
+    LayerGradCam hooks that ReLU's output, the rectified maps this project's Grad-CAM uses, where many units
+    are off. Hooking the conv3 module itself (captum's usual use) takes the maps before the ReLU: another map."""
+    captum = pytest.importorskip("captum.attr")
+    agent = load_checkpoint(tiny_baseline_checkpoint)[0]
+    a = agent
+    cnn = torch.nn.Sequential(a.conv1, torch.nn.ReLU(), a.conv2, torch.nn.ReLU(), a.conv3, torch.nn.ReLU(),
+                              torch.nn.Flatten(), a.fc, torch.nn.ReLU(), a.actor)  # fmt: skip
+    x, args, action = grad_cam_args(agent, random_obs(3, seed=11))
+    torch.testing.assert_close(cnn(x), agent(x)[0])  # the same network
+    ours = gradcam(agent, x, *args, chunk=2)  # (3, 7, 7), two chunks
+    on_relu = captum.LayerGradCam(cnn, cnn[5]).attribute(x, target=action, relu_attributions=True)
+    captum_close(ours, on_relu[:, 0])
+    assert float((agent.activations(x)["conv3"] == 0).float().mean()) > 0.1  # the ReLU matters here
+    before_relu = captum.LayerGradCam(cnn, cnn[4]).attribute(x, target=action, relu_attributions=True)[:, 0]
+    assert not torch.allclose(ours, before_relu, rtol=1e-2, atol=1e-2 * float(before_relu.abs().max()))
+
+
+def test_gradcam_of_the_attention_agent_matches_captum_on_the_normalised_features(agent):
+    """Everything above conv3 in the attention agent reads `features`, conv3's rectified output L2-normalised
+    per place: the input of attn_hidden, and of the masked features too. captum's LayerGradCam on attn_hidden's
+    input keeps that very tensor, so its gradient takes both paths: the reference."""
+    captum = pytest.importorskip("captum.attr")
+    x, args, action = grad_cam_args(agent, random_obs(3, seed=12))
+    ours = gradcam(agent, x, *args, chunk=128)
+    reference = captum.LayerGradCam(logits_of(agent), agent.attn_hidden).attribute(
+        x, target=action, relu_attributions=True, attribute_to_layer_input=True
+    )
+    captum_close(ours, reference[:, 0])
+
+
+def test_why_not_the_raw_conv3_maps_of_the_attention_agent(agent):
+    """Read through an L2 normalisation per place, the target is blind to conv3's scale there, so its gradient
+    is orthogonal to conv3's output at every place: sum_k (d target / d A_k(p)) A_k(p) = 0 (Euler, degree 0)."""
+    x = random_obs(2, seed=17).float() / 255
+    a = agent.activations(x)
+    (grad,) = torch.autograd.grad(a["logits"][:, 0].sum(), a["conv3"])
+    along = (grad * a["conv3"]).sum(1)  # (2, 7, 7)
+    assert float(along.abs().max()) <= 1e-5 * float((grad.abs() * a["conv3"]).sum(1).max())
+    assert float((grad.abs() * a["conv3"]).sum(1).max()) > 0
+
+
+def test_gradcam_map_is_painted_like_the_attention(agent):
+    obs = random_obs(2, seed=13)
+    x, args, _ = grad_cam_args(agent, obs)
+    m = saliency_map(agent, obs, "gradcam")
+    assert m.shape == (2, 4, 84, 84) and torch.equal(m[:, 0], m[:, 3])
+    torch.testing.assert_close(m[:, 0], paint_attention(gradcam(agent, x, *args, chunk=128)[:, None])[:, 0])
+
+
+@pytest.mark.parametrize("baseline", ["black", "blur"])
+def test_integrated_gradients_match_captum(agent, baseline):
+    """captum's IntegratedGradients with the same rule (riemann_middle) and number of steps, batch of 2 states."""
+    captum = pytest.importorskip("captum.attr")
+    obs, steps = random_obs(2, seed=14), 16
+    x, _, action = grad_cam_args(agent, obs)
+    base = torch.zeros_like(x) if baseline == "black" else gaussian_blur(x)
+    ours = saliency_map(agent, obs, f"ig_{baseline}", "action", signed=True, ig_steps=steps, chunk=10)
+    reference = captum.IntegratedGradients(logits_of(agent)).attribute(
+        x, baselines=base, target=action, n_steps=steps, method="riemann_middle"
+    )
+    captum_close(ours, reference)
+    assert torch.equal(saliency_map(agent, obs, f"ig_{baseline}", "action", ig_steps=steps, chunk=10), ours.abs())
+
+
+@pytest.mark.parametrize("target", ("action", "value"))
+def test_integrated_gradients_are_exactly_complete_for_a_network_without_biases(target):
+    """A ReLU network without biases is positively homogeneous, f(a x) = a f(x), so on the path from black its
+    gradient is constant and any number of steps integrates it exactly: the attributions sum to f(x) - f(0)."""
+    torch.manual_seed(0)
+    model = Agent(4, attn_heads=0).double()
+    with torch.no_grad():
+        for layer in (model.conv1, model.conv2, model.conv3, model.fc, model.actor, model.critic):
+            layer.bias.zero_()
+    x = random_obs(2, seed=16).double() / 255
+    with torch.no_grad():
+        logits, value, _ = model(x)
+    action = logits.argmax(-1)
+    change = logits.gather(1, action[:, None])[:, 0] if target == "action" else value[:, 0]  # f(0) = 0
+    ig = saliency_map(model, x, "ig_black", target, signed=True, ig_steps=3, action=action)
+    torch.testing.assert_close(ig.flatten(1).sum(1), change, rtol=1e-10, atol=1e-12)
+    assert float(change.abs().min()) > 0
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_integrated_gradients_converge_to_completeness(agent, target):
+    """The attention agent in float64, from the blurred frames: the attributions sum to target(x) - target(x')
+    up to the midpoint rule's error alone, which is under 5% of |target(x) - target(x')| at 256 steps and
+    smaller than at 8 steps. (From black the L2 normalisation of conv3's output makes the path's gradient
+    spike near the black end: the sum converges much more slowly there, see the README.)"""
+    model = Agent(agent.n_actions, agent.attn_heads).double()
+    model.load_state_dict(agent.state_dict())
+    x = random_obs(2, seed=15).double() / 255
+    base = gaussian_blur(x)
+    peak, action = zip(*(clean_peak_and_action(model, x[i : i + 1]) for i in range(2)))
+    with torch.no_grad():
+        change = torch.stack([reference_target(model, x[i : i + 1], target, peak[i], action[i])
+                              - reference_target(model, base[i : i + 1], target, peak[i], action[i]) for i in range(2)])  # fmt: skip
+    errors = []
+    for steps in (8, 256):
+        ig = saliency_map(model, x, "ig_blur", target, signed=True, ig_steps=steps, action=torch.tensor(action))
+        errors.append(float(((ig.flatten(1).sum(1) - change).abs() / change.abs()).max()))
+    assert errors[1] < 0.05 and errors[1] < errors[0], errors
 
 
 # ----------------------------------------------------------------------------- perturbation
@@ -241,12 +370,15 @@ def test_every_method_runs_where_the_agent_is(agent, device):
 # ----------------------------------------------------------------------------- the function's contract
 
 
-@pytest.mark.parametrize("method", ("attention", "gradient", "smoothgrad", "vargrad", "perturbation"))
+@pytest.mark.parametrize("method", METHODS)
 def test_maps_are_shaped_like_the_observations_for_uint8_and_float_input(agent, method):
     obs = random_obs(2, seed=8)
     g = torch.Generator().manual_seed(0)
-    from_uint8 = saliency_map(agent, obs, method, "attention", samples=3, generator=g)
-    from_float = saliency_map(agent, obs.numpy() / 255.0, method, "attention", samples=3, generator=g.manual_seed(0))
+    target = "action" if method == "gradcam" else "attention"  # Grad-CAM of the peaks can be all negative: 0
+    from_uint8 = saliency_map(agent, obs, method, target, samples=3, generator=g, ig_steps=4)
+    from_float = saliency_map(
+        agent, obs.numpy() / 255.0, method, target, samples=3, generator=g.manual_seed(0), ig_steps=4
+    )
     assert from_uint8.shape == (2, 4, 84, 84) and from_uint8.dtype == torch.float32
     assert float(from_uint8.min()) >= 0 and float(from_uint8.max()) > 0
     torch.testing.assert_close(from_uint8, from_float, rtol=1e-4, atol=1e-4 * float(from_uint8.max()))
@@ -294,16 +426,27 @@ def test_cli_writes_figures_and_maps(tiny_checkpoint, tmp_path):
 
     out = tmp_path / "out"
     code, stdout, stderr = run_cli(
-        "--checkpoint", tiny_checkpoint, "--steps", "3", "1", "--samples", "4", "--out", str(out), "--no-cuda"
+        "--checkpoint",
+        tiny_checkpoint,
+        "--steps",
+        "3",
+        "1",
+        "--samples",
+        "4",
+        "--ig-steps",
+        "4",
+        "--out",
+        str(out),
+        "--no-cuda",
     )
     assert code == 0 and stderr == "", stderr
-    assert "step 1: 5 maps" in stdout and "saliency.npz" in stdout
+    assert "step 1: 8 maps" in stdout and "saliency.npz" in stdout
     for step in (1, 3):
         image = iio.imread(out / f"step_{step:05d}.png")
         assert image.ndim == 3 and image.shape[0] > 600 and image.shape[1] > 600 and image.std() > 10
     data = np.load(out / "saliency.npz")
     assert list(data["steps"]) == [1, 3]
-    assert list(data["methods"]) == ["attention", "gradient", "smoothgrad", "vargrad", "perturbation"]
+    assert list(data["methods"]) == list(METHODS) and int(data["ig_steps"]) == 4
     for method in data["methods"]:
         m = data[f"maps_{method}"]
         assert m.shape == (2, 4, 84, 84) and m.dtype == np.float32 and np.isfinite(m).all() and np.abs(m).max() > 0
@@ -311,6 +454,7 @@ def test_cli_writes_figures_and_maps(tiny_checkpoint, tmp_path):
     assert data["frames"].shape == (2, 210, 160, 3) and data["actions"].shape == (2,)
     assert data["episode_actions"].shape == (4,) and list(data["explained_actions"]) == list(data["actions"])
     assert data["maps_vargrad"].min() >= 0 and data["maps_gradient"].min() < 0  # raw maps: signed gradients
+    assert data["maps_ig_blur"].min() < 0 and data["maps_gradcam"].min() >= 0  # signed IG; Grad-CAM is a ReLU
     assert data["maps_attention"].max() <= 2 + 1e-5  # two heads, at most 1 each
 
 
@@ -377,6 +521,7 @@ def bad_files(tmp_path_factory):
         (["--noise", "nan"], "--noise must be"),
         (["--stride", "0"], "--stride must be at least 1"),
         (["--chunk", "0"], "--chunk must be at least 1"),
+        (["--ig-steps", "0"], "--ig-steps must be at least 1"),
         (["--steps", "-3"], "--steps must be"),
         (["--steps", "100000", "--method", "gradient"], "step 100000 is beyond the game"),
         (["--out", "{tmp}/a_file/sub"], "cannot write"),
