@@ -83,7 +83,7 @@ class Args:
     """noisy copies per observation for SmoothGrad and VarGrad"""
     noise: float = 0.15
     """standard deviation of that noise, as a fraction of the input range [0, 1]"""
-    ig_steps: int = 32
+    ig_steps: int = 64
     """points on the path from the baseline of Integrated Gradients (midpoint rule)"""
     stride: int = 5
     """grid spacing in pixels of the perturbation method"""
@@ -105,7 +105,7 @@ class Args:
 
 
 def check_options(
-    agent: Optional[Agent], method, target, head, action, samples, noise, stride, chunk, ig_steps=32
+    agent: Optional[Agent], method, target, head, action, samples, noise, stride, chunk, ig_steps=64
 ) -> None:
     """Raise UsageError (one sentence) for a setting the maps cannot be computed with (agent None: skip its checks)."""
     if method not in METHODS:
@@ -322,7 +322,7 @@ def saliency_maps(
     chunk: int = 128,
     signed: bool = False,
     generator: Optional[torch.Generator] = None,
-    ig_steps: int = 32,
+    ig_steps: int = 64,
 ) -> dict:
     """{method: saliency map (B, 4, 84, 84) float32} for a batch of observations, on the agent's device.
 

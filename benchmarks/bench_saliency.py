@@ -82,6 +82,8 @@ def main(args: Args) -> None:
             "smoothgrad": f"n={args.samples}",
             "vargrad": f"n={args.samples}",
             "perturbation": f"stride={args.stride}",
+            "ig_black": "steps=64",
+            "ig_blur": "steps=64",
         }
         print(
             f"{method:<14}{setting.get(method, ''):<14}{statistics.median(times):>14.3f}{min(times):>8.3f}{cpu:>13.3f}",
