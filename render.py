@@ -32,8 +32,8 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from play import Progress, exit_on_bad_input, load_checkpoint, make_writable_folder, output_folder, pick_device, play
 from ppo_attention import StopRequest, UsageError, attention_entropy
-from relevance_tree import LAYER_COLOURS, build_tree, iter_nodes, node_strength
-from saliency import collapse_frames, paint_attention, saliency_map
+from relevance_tree import LAYER_COLOURS, build_tree, iter_nodes, node_strength, root_label, tree_layers
+from saliency import collapse_frames, explained_action, paint_attention, saliency_map, target_label
 
 
 @dataclass
@@ -175,20 +175,20 @@ class AttentionOverlay:
 class SaliencyOverlay:
     """saliency.saliency_map of each observation, max over the 4 frames, scaled by its 99th percentile."""
 
-    def __init__(self, agent, args: Args, action_names: list):
-        self.agent, self.args, self.names = agent, args, action_names
+    def __init__(self, agent, args: Args, action_names: list, q_values: bool = False):
+        self.agent, self.args, self.names, self.q_values = agent, args, action_names, q_values
         self.generator = torch.Generator(device=agent.conv1.weight.device).manual_seed(args.seed)
 
     def draw(self, step) -> np.ndarray:
         a = self.args
-        kw = dict(action=step.action, samples=a.samples, generator=self.generator)
+        kw = dict(action=explained_action(None, step, self.q_values), samples=a.samples, generator=self.generator)
         m = collapse_frames(saliency_map(self.agent, step.obs[None], a.method, a.target, **kw)[0]).cpu().numpy()
         m = on_frame(np.clip(m / max(float(np.percentile(m, 99)), 1e-30), 0, 1))  # (210, 160)
         return upscale(tint(step.frame, INFERNO[(m * 255).astype(np.uint8)], 0.85 * np.sqrt(m)), a.scale)
 
     def legend(self, panel, step) -> None:
-        what = {"action": f"the logit of {self.names[step.action]}", "value": "the value V(s)"}
-        panel.lines([f"{self.args.method} saliency of", what.get(self.args.target, "the attention peaks")])
+        action = self.names[explained_action(None, step, self.q_values)]
+        panel.lines([f"{self.args.method} saliency of", target_label(self.args.target, None, action, self.q_values)])
         panel.colour_bar([("", INFERNO[::8])], "0", "99th pct")
         panel.lines(["how much each pixel changes it,", "max over the 4 stacked frames,", "scaled per frame"])
 
@@ -196,11 +196,12 @@ class SaliencyOverlay:
 class TreeOverlay:
     """relevance_tree.build_tree of each observation: squares over the receptive fields, bolder = more relevance."""
 
-    def __init__(self, agent, s: int):
-        self.agent, self.s = agent, s
+    def __init__(self, agent, s: int, q_values: bool = False):
+        self.agent, self.s, self.q_values = agent, s, q_values
 
     def draw(self, step) -> np.ndarray:
-        tree = build_tree(self.agent, step.obs, activations=step.activations)
+        action = None if self.agent.attn_heads else explained_action(None, step, self.q_values)  # Grad-CAM's roots
+        tree = build_tree(self.agent, step.obs, activations=step.activations, action=action)
         strength, s = node_strength(tree), self.s
         layer = Image.new("RGBA", (FRAME_W * s, FRAME_H * s))
         draw = ImageDraw.Draw(layer)
@@ -218,20 +219,26 @@ class TreeOverlay:
         view = np.ascontiguousarray(view[..., :3])
         roots = {}  # one label per square: heads often peak at the same unit
         for root in tree:
-            roots.setdefault(tuple(root["box210"][:2]), []).append(f"h{root['channel']} {root['relevance']:.2f}")
+            roots.setdefault(tuple(root["box210"][:2]), []).append(root_label(root, short=True))
         for (y0, x0), texts in roots.items():
             label(view, ", ".join(texts), (x0 * s + s, y0 * s + 6 * s), TEXT_RGB, s + 1)
         return view
 
     def legend(self, panel, step) -> None:
-        panel.lines(["relevance tree: why the agent", "looks where it looks"])
-        for name, colour in LAYER_COLOURS.items():
+        gradcam, what = not self.agent.attn_heads, "Q-value" if self.q_values else "logit"
+        if gradcam:  # an agent without attention: the tree starts at Grad-CAM's peaks
+            panel.lines(["relevance tree: what in conv3", f"raises the action's {what}"])
+        else:
+            panel.lines(["relevance tree: why the agent", "looks where it looks"])
+        for name, colour in ((n, LAYER_COLOURS[n]) for n in tree_layers(self.agent)):
             panel.draw.rectangle(
                 (panel.pad, panel.y + 3, panel.pad + panel.line // 2, panel.y + panel.line - 4), fill=colour
             )
             panel.draw.text((panel.pad + panel.line, panel.y), name, font=panel.small, fill=TEXT)
             panel.y += panel.line
-        panel.lines(["bolder = more relevance", "label: head, attention weight"])
+        panel.lines(
+            ["bolder = more relevance", "label: Grad-CAM's value" if gradcam else "label: head, attention weight"]
+        )
 
 
 class NoOverlay:
@@ -340,7 +347,7 @@ def check_args(args: Args) -> None:
 
 def make_overlay(args: Args, overlay: str, agent, meta: dict):
     """The overlay to draw for one agent; UsageError (one sentence) when it cannot be drawn for it."""
-    needs_attention = overlay in ("attention", "tree") or (overlay == "saliency" and args.target == "attention")
+    needs_attention = overlay == "attention" or (overlay == "saliency" and args.target == "attention")
     if needs_attention and agent.attn_heads == 0:
         raise UsageError(
             f"'{meta['path']}' holds an agent without attention, so it has no {overlay} "
@@ -349,8 +356,8 @@ def make_overlay(args: Args, overlay: str, agent, meta: dict):
     if overlay == "attention":
         return AttentionOverlay(agent.attn_heads, args.scale)
     if overlay == "saliency":
-        return SaliencyOverlay(agent, args, meta["action_names"])
-    return TreeOverlay(agent, args.scale) if overlay == "tree" else NoOverlay(args.scale)
+        return SaliencyOverlay(agent, args, meta["action_names"], meta["outputs"] == "q_values")
+    return TreeOverlay(agent, args.scale, meta["outputs"] == "q_values") if overlay == "tree" else NoOverlay(args.scale)
 
 
 def agent_title(meta: dict) -> str:

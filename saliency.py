@@ -239,13 +239,19 @@ def gradcam(agent, x, target, heads, peak, action, chunk) -> torch.Tensor:
     maps = []
     for start in range(0, x.shape[0], chunk):
         rows = slice(start, start + chunk)
-        with torch.enable_grad():
-            a = agent.activations(x[rows], check=False)
-            score = gradient_target(a, target, heads, peak[rows], action[rows])
-            (grad,) = torch.autograd.grad(score.sum(), a["features"])
-        alpha = grad.mean((2, 3), keepdim=True)  # (C, 64, 1, 1)
-        maps.append(F.relu((alpha * a["features"]).sum(1)).detach())
+        alpha, features = gradcam_weights(agent, x[rows], target, heads, peak[rows], action[rows])
+        maps.append(F.relu((alpha[:, :, None, None] * features).sum(1)))
     return torch.cat(maps)
+
+
+def gradcam_weights(agent, x, target, heads, peak, action) -> tuple:
+    """Grad-CAM's alpha (B, 64), the mean over the 49 places of d target / d A_k, and A (B, 64, 7, 7) (see
+    `gradcam`): the map at place p is ReLU(sum_k alpha_k A_k(p)), channel k's share alpha_k A_k(p)."""
+    with torch.enable_grad():
+        a = agent.activations(x, check=False)
+        score = gradient_target(a, target, heads, peak, action)
+        (grad,) = torch.autograd.grad(score.sum(), a["features"])
+    return grad.mean((2, 3)), a["features"].detach()
 
 
 @functools.lru_cache(maxsize=8)

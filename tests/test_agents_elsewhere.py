@@ -31,6 +31,7 @@ from play import ENV_OPTIONS, QValueAgent, Step, exit_on_bad_input, load_checkpo
 from ppo_attention import Agent
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
+NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's actions
 TOLERANCE = 1e-5  # float32: the same weights, the Agent's channels-last convolutions against plain ones
 
 
@@ -205,7 +206,7 @@ def test_cleanrl_ppo_state_dict_gives_the_same_policy_and_value(tmp_path):
     agent, meta = load_checkpoint(str(path), env_id=BREAKOUT)
     assert type(agent) is Agent and agent.attn_heads == 0 and meta["outputs"] == "policy"
     assert meta["source"] == "CleanRL ppo_atari.py" and meta["env_options"] == ENV_OPTIONS["cleanrl"]
-    assert meta["action_names"] == ["NOOP", "FIRE", "RIGHT", "LEFT"] and meta["run_name"] == "agent"
+    assert meta["action_names"] == NAMES and meta["run_name"] == "agent"
     obs = game_observations(meta["env_options"])
     with torch.no_grad():
         logits, value = reference(obs.float())
@@ -319,12 +320,17 @@ def test_every_script_explains_an_sb3_agent(sb3_agents, tmp_path, name, capsys):
     assert list(data["explained_actions"]) == (greedy if q else list(data["actions"]))  # a DQN: the greedy action
     assert "no attention module" in capsys.readouterr().out
 
-    result = cli(render, ["--checkpoint", path, "--max-steps", "20", "--method", "gradient", "--out", tmp_path / "r"])
-    assert result["frames"] == 20 and "saliency-gradient" in result["path"]
-    assert result["agents"][0]["env_id"] == BREAKOUT
+    for overlay in ("saliency", "tree"):
+        argv = ["--checkpoint", path, "--max-steps", "12", "--overlay", overlay, "--method", "gradient"]
+        result = cli(render, [*argv, "--out", tmp_path / overlay])
+        assert result["frames"] == 12 and os.path.basename(result["path"]).startswith(overlay)
+        assert result["agents"][0]["env_id"] == BREAKOUT
 
-    with pytest.raises(SystemExit, match="without attention"):  # until the tree can start from Grad-CAM's peaks
-        cli(relevance_tree, ["--checkpoint", path, "--steps", "3", "--out", tmp_path / "t"])
+    out = cli(relevance_tree, ["--checkpoint", path, "--steps", "5", "--out", tmp_path / "t"])
+    tree, info = relevance_tree.load_tree(os.path.join(out, "step_00005.json"))
+    explained = greedy[0] if q else int(data["actions"][0])  # the same step 5 as saliency.py's: the same game
+    assert tree and all(root["layer"] == "gradcam" and root["channel"] == explained for root in tree)
+    assert info["explains"] == f"logit of {NAMES[explained]}" and "Grad-CAM" in capsys.readouterr().out
 
     out = cli(faithfulness, ["--checkpoint", path, "--states", "4", "--games", "1", "--max-steps", "40",
                              "--sanity-states", "2", "--samples", "2", "--method", "gradient", "random",
@@ -340,7 +346,7 @@ def test_the_panel_shows_a_dqns_q_values_as_bars_from_zero():
     step = Step(
         0, np.zeros((4, 84, 84), np.uint8), frame, {"logits": q}, np.full(4, 0.25), 2.0, attention, 2, False, 0, 0
     )
-    panel = render.Panel(480, 640, 3, "agent", ["NOOP", "FIRE", "RIGHT", "LEFT"], epsilon=0.01)
+    panel = render.Panel(480, 640, 3, "agent", NAMES, epsilon=0.01)
     img = panel.render(step, "game", render.NoOverlay(3))
     zero = 1 / 3  # the scale runs from -1 to 2
     for i, (v, (y0, y1, x0, x1)) in enumerate(zip(q[0].tolist(), panel.bars)):
