@@ -36,7 +36,7 @@ import re
 import sys
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import ale_py
@@ -273,8 +273,10 @@ class Step:
     forced: bool  # True when the game pressed FIRE after a lost life (the agent's choice was overridden)
     reward: float  # raw game reward of this step
     score: float  # game score so far, this step's reward included
-    ram: np.ndarray  # (2, 128) uint8: the emulator's RAM at the two frames max-pooled into obs[-1]; ram[1] is frame's
-    objects: dict  # {name: 210x160 box of the object in obs[-1] (both pooled frames), or None}; {} if not known
+    # the emulator's RAM (2, 128) uint8 at the two frames max-pooled into obs[-1] (ram[1] is frame's), and the game's
+    # objects {name: 210x160 box in obs[-1] (both pooled frames), or None} ({} for a game play.py cannot read)
+    ram: Optional[np.ndarray] = None
+    objects: dict = field(default_factory=dict)
 
 
 @torch.no_grad()
