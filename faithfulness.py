@@ -49,7 +49,16 @@ import numpy as np
 import torch
 import tyro
 
-from play import Progress, box_in_observation, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
+from play import (
+    Progress,
+    box_in_observation,
+    exit_on_bad_input,
+    load_checkpoint,
+    log_action_probabilities,
+    output_folder,
+    pick_device,
+    play,
+)
 from ppo_attention import UsageError, layer_init
 from saliency import (
     METHODS,
@@ -76,11 +85,12 @@ CASCADE = (  # re-initialised from the output down, cumulatively: (label, layers
     ("conv1", ("conv1",)),
 )
 Q_VALUES = (
-    "this agent is a DQN, whose outputs are Q-values. The curves follow softmax(Q) in place of a policy (the KL of "
-    "softmax(Q') from softmax(Q), and the explained action's probability under it); its most probable action is "
-    "the greedy one. Q-values are sums of clipped rewards, so at temperature 1 a difference of one point of reward "
-    "between two actions makes odds of e to 1, and the KL is 0 exactly when every Q-value moves by the same amount "
-    "(the decision and the advantages unchanged). The greedy policy itself changes only when the argmax does."
+    "this agent is a DQN, whose outputs are Q-values: the curves follow the policy it plays, epsilon-greedy (the "
+    "greedy action, or with probability epsilon a random one), and the explained action is the greedy one. That "
+    "policy changes only where the greedy action does: the KL curve is the share of states whose decision changed "
+    "(times a constant), the probability curve the share that keep it. softmax(Q) would follow the Q-values "
+    "smoothly, but on a scale they do not have: a DQN's Q-values differ by hundredths, and softmax(Q) stays near "
+    "uniform whatever is deleted."
 )
 INIT_STD = {"actor": 0.01, "critic": 1.0}  # the training script's layer_init; sqrt(2) for every other layer
 PLACES = 84 * 84
@@ -276,7 +286,7 @@ def policy_curves(agent, x, base, actions, ranks, fractions, chunk: int) -> dict
     """
     S, K = x.shape[0], len(fractions)
     counts = torch.as_tensor(np.round(np.asarray(fractions) * PLACES), device=x.device).long()  # (K,)
-    logp = agent(x)[0].float().log_softmax(-1)  # (S, A) the original policy
+    logp = log_action_probabilities(agent, agent(x)[0])  # (S, A) the original policy
     flat = {name: torch.empty(S * K, device=x.device) for name in CURVES}
     rows_per_pass = max(chunk // 2, 1)  # a deletion and an insertion input per row
     for start in range(0, S * K, rows_per_pass):
@@ -284,7 +294,7 @@ def policy_curves(agent, x, base, actions, ranks, fractions, chunk: int) -> dict
         s, k = rows // K, rows % K
         replaced = (ranks[s] < counts[k, None]).view(-1, 1, 84, 84)  # (C, 1, 84, 84), the same in all 4 frames
         inputs = torch.cat([torch.where(replaced, base[s], x[s]), torch.where(replaced, x[s], base[s])])
-        logq = agent(inputs)[0].float().log_softmax(-1).view(2, len(rows), -1)  # (2, C, A): deletion, insertion
+        logq = log_action_probabilities(agent, agent(inputs)[0]).view(2, len(rows), -1)  # (2, C, A): del., ins.
         kl = (logp[s].exp() * (logp[s] - logq)).sum(-1).clamp_min(0)  # (2, C) KL(original || perturbed), >= 0
         prob = logq.gather(2, actions[s].view(1, -1, 1).expand(2, -1, 1))[..., 0].exp()  # (2, C)
         for name, value in zip(CURVES, (kl[0], prob[0], prob[1], kl[1])):
@@ -651,7 +661,7 @@ def main(argv=None) -> str:
     with output_folder(args.out, meta["run_name"], "faithfulness", args.force) as out:
         start = time.perf_counter()
         obs, taken, objects = sample_states(agent, meta["env_id"], args, progress, meta["env_options"])
-        if meta["outputs"] == "q_values":  # a DQN: the curves follow softmax(Q)
+        if meta["outputs"] == "q_values":  # a DQN: the curves follow its epsilon-greedy policy
             print(f"note: {Q_VALUES}")
         x = obs.float() / 255  # (S, 4, 84, 84)
         with torch.no_grad():
@@ -686,13 +696,13 @@ def main(argv=None) -> str:
                       explained=args.explain, baseline=args.baseline, ig_steps=args.ig_steps, margin_px=args.margin,
                       sanity_states=len(some) if layers else 0,
                       ig_completeness_error={m: float(np.median(e)) for m, e in incomplete.items()})  # fmt: skip
-        report["policy"] = "softmax(Q)" if meta["outputs"] == "q_values" else "policy"  # what the curves follow
+        report["policy"] = f"epsilon-greedy, epsilon {agent.epsilon:g}" if meta["outputs"] == "q_values" else "policy"
         with open(os.path.join(out, "faithfulness.json"), "w") as f:
             json.dump({**report, "methods": results, "attention_heads": heads}, f, indent=2)
         save_csv(os.path.join(out, "faithfulness.csv"), results, layers)
         title = (f"{meta['env_id']}, {len(obs)} states, {args.baseline} baseline: which explanation of "
                  f"{EXPLAINED[args.explain]} can you trust?")  # fmt: skip
-        title += " (a DQN: its policy is taken as softmax(Q))" if meta["outputs"] == "q_values" else ""
+        title += " (a DQN: its epsilon-greedy policy)" if meta["outputs"] == "q_values" else ""
         save_figure(os.path.join(out, "faithfulness.png"), curves, fractions, results, layers, title, args.baseline)
         rows = {**grounded, **heads}
         if rows:

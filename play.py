@@ -353,6 +353,13 @@ def action_probabilities(agent: Agent, logits: torch.Tensor) -> torch.Tensor:
     return logits.float().softmax(-1)
 
 
+def log_action_probabilities(agent: Agent, logits: torch.Tensor) -> torch.Tensor:
+    """The log of `action_probabilities` (log_softmax for a policy: no probability rounds to 0 before the log)."""
+    return (
+        action_probabilities(agent, logits).log() if isinstance(agent, QValueAgent) else logits.float().log_softmax(-1)
+    )
+
+
 # ----------------------------------------------------------------------------- the game's objects, from its RAM
 
 FRAME_SIZE, OBS_SIZE = (210, 160), 84  # the colour frame (rows, columns); AtariPreprocessing resizes all of it

@@ -256,6 +256,28 @@ def test_a_q_value_agent_plays_epsilon_greedily(tmp_path):
     assert all(s.action == int(s.activations["logits"].argmax()) for s in greedy_play)
 
 
+def test_faithfulness_follows_a_dqns_epsilon_greedy_decision(tmp_path):
+    """For a Q-value agent the curves follow the policy it plays: each point's KL is 0 where the greedy action stays
+    and (1 - eps) log((1 - eps + eps/A) / (eps/A)) where it changes; the probability is 1 - eps + eps/A or eps/A."""
+    torch.manual_seed(0)
+    network = CleanRLQNetwork(4)
+    for layer in (network.network[i] for i in (0, 2, 4, 7, 9)):  # CleanRL's orthogonal init: decisions that move
+        nn.init.orthogonal_(layer.weight, 2**0.5)
+    torch.save(network.state_dict(), tmp_path / f"{BREAKOUT}.cleanrl_model")
+    agent, meta = load_checkpoint(str(tmp_path / f"{BREAKOUT}.cleanrl_model"))
+    obs = game_observations(meta["env_options"], n=8)[:8]
+    greedy = agent(obs)[0].argmax(-1)
+    relevance = {"random": torch.rand(8, 84, 84, generator=torch.Generator().manual_seed(0))}
+    curves, _ = faithfulness.deletion_insertion(agent, obs, relevance, greedy, baseline="black")
+    eps, flip = 0.01, 0.99 * np.log(0.9925 / 0.0025)
+    for kl, prob in (("deletion_kl", "deletion_prob"), ("insertion_kl", "insertion_prob")):
+        k, p = curves["random"][kl], curves["random"][prob]
+        changed = np.isclose(p, eps / 4, rtol=1e-4)
+        assert np.isclose(p[~changed], 1 - eps + eps / 4, rtol=1e-4).all()
+        np.testing.assert_allclose(k, np.where(changed, flip, 0.0), rtol=1e-4, atol=1e-6)
+        assert changed.any() and not changed.all()  # decisions change as the frames go black, and only some
+
+
 # ----------------------------------------------------------------------------- real SB3 agents
 
 
@@ -353,8 +375,9 @@ def test_every_script_explains_an_sb3_agent(sb3_agents, tmp_path, name, capsys):
                              "--sanity-states", "2", "--samples", "2", "--method", "gradient", "random",
                              "--out", tmp_path / "f"])  # fmt: skip
     report = json.load(open(os.path.join(out, "faithfulness.json")))
-    assert report["policy"] == ("softmax(Q)" if q else "policy") and set(report["methods"]) == {"gradient", "random"}
-    assert ("softmax(Q)" in capsys.readouterr().out) == q
+    policy = "epsilon-greedy, epsilon 0.05" if q else "policy"  # SB3 DQN's exploration_final_eps
+    assert report["policy"] == policy and set(report["methods"]) == {"gradient", "random"}
+    assert ("the curves follow the policy it plays, epsilon-greedy" in capsys.readouterr().out) == q
 
 
 def test_the_panel_shows_a_dqns_q_values_as_bars_from_zero():
