@@ -254,7 +254,7 @@ class NoOverlay:
 
 class Panel:
     """One agent's side panel (PIL): who it is, the step, score and value, the policy as bars (a DQN's Q-values,
-    each a bar from 0 on one scale), the legend."""
+    the bars spanning the lowest to the highest), the legend."""
 
     def __init__(self, width: int, height: int, s: int, title: str, action_names: list, epsilon=None):
         self.font, self.small = ImageFont.truetype(FONT, 5 * s + 1), ImageFont.truetype(FONT, 4 * s + 1)
@@ -292,14 +292,13 @@ class Panel:
         value = f"{'max Q(s, a)' if self.q_values else 'value V(s)'} {step.value:+.3f}"
         self.draw.text((self.pad, self.y + self.line), value, font=self.font, fill=TEXT)
         self.y += 2 * self.line + self.pad
-        if self.q_values:  # each Q-value a bar from 0, all on one scale
+        if self.q_values:  # Q-values differ by little: the bars span the lowest to the highest (empty to full)
             shown = step.activations["logits"][0].float().cpu().numpy()
-            lo = min(0.0, float(shown.min()))
-            hi = max(0.0, float(shown.max()), lo + 1e-6)
-            spans = [sorted(((0 - lo) / (hi - lo), (q - lo) / (hi - lo))) for q in shown]
+            lo, hi = float(shown.min()), float(shown.max())
+            spans = [(0.0, (q - lo) / max(hi - lo, 1e-9)) for q in shown]
+            title = f"Q(s, a), bars from {lo:+.3f} to {hi:+.3f}"
         else:
-            shown, spans = step.probs, [(0.0, float(p)) for p in step.probs]
-        title = "Q-values Q(s, a), bars from 0" if self.q_values else "action probabilities"
+            shown, spans, title = step.probs, [(0.0, float(p)) for p in step.probs], "action probabilities"
         self.draw.text((self.pad, self.y), title, font=self.small, fill=DIM)
         self.y += self.line
         x0 = self.pad + int(max(self.draw.textlength(n, font=self.small) for n in self.names)) + self.pad
@@ -313,7 +312,7 @@ class Panel:
             self.draw.rectangle((x0, y + row // 5, x1, y + row * 4 // 5), fill=TRACK)
             bar = (x0 + (x1 - x0) * a, y + row // 5, x0 + (x1 - x0) * b, y + row * 4 // 5)
             self.draw.rectangle(bar, fill=TAKEN if taken else BAR)
-            self.draw.text((x1 + self.pad, y), f"{v:+.2f}" if self.q_values else f"{v:.2f}", font=self.small, fill=DIM)
+            self.draw.text((x1 + self.pad, y), f"{v:+.3f}" if self.q_values else f"{v:.2f}", font=self.small, fill=DIM)
         self.y += len(self.names) * row + self.pad
         taken = "orange: the action taken" + (" (FIRE after a lost life)" if step.forced else "")
         greedy = [f"(greedy, or with probability {self.epsilon:g}", "a random one)"] if self.q_values else []
