@@ -121,9 +121,9 @@ def check_options(
         return
     if agent.attn_heads == 0 and "attention" in (method, target):
         what = "attention map" if method == "attention" else "attention target; use --target action or value"
-        raise UsageError(f"this agent has no attention module (trained with --attn-heads 0), so it has no {what}.")
+        raise UsageError(f"this agent has no attention module (a plain Nature CNN), so it has no {what}.")
     if target == "value" and not getattr(agent, "has_value", True):
-        raise UsageError("this policy has no value function (give AnyPolicy a value=), so it has no value target.")
+        raise UsageError("this policy gives no value V(s) (a model returning logits alone), so it has no value target.")
     if head is not None and not 0 <= head < max(agent.attn_heads, 1):
         raise UsageError(f"--head {head} is out of range; this agent has {agent.attn_heads} attention head(s).")
     actions = [] if action is None else torch.as_tensor(action).flatten().tolist()
@@ -395,42 +395,44 @@ class AnyPolicy(torch.nn.Module):
     """Any policy network, as the maps here and faithfulness.py's scores read this project's `Agent`.
 
     model: a torch.nn.Module from a batch of 4 stacked 84x84 frames (B, 4, 84, 84) to logits (B, A) (or a DQN's
-    Q-values). It gets float frames times `input_scale`: 255 for a network that divides its input by 255 itself
-    (CleanRL's, SB3's), 1 for one that takes [0, 1]. layers: {name: module} for the methods that read a layer;
-    `activations` holds each module's output under its name (Grad-CAM reads "conv3": the last convolution's
-    rectified maps, e.g. the ReLU after it). value: a function of the model's input to V(s), (B,) or (B, 1), for
-    the value target. There is no attention module: the attention map and target are refused with one sentence.
+    Q-values), or to (logits, V(s)) for the value target. It gets float frames times `input_scale`: 255 for a
+    network that divides its input by 255 itself (CleanRL's, SB3's), 1 for one that takes [0, 1]. layers: {name:
+    module} for the methods that read a layer; `activations` holds each module's output under its name (Grad-CAM
+    reads "conv3": the last convolution's rectified maps, e.g. the ReLU after it). There is no attention module:
+    the attention map and target are refused with one sentence, as is the value target without V(s).
     """
 
     attn_heads = 0
 
-    def __init__(self, model: torch.nn.Module, input_scale: float = 255.0, layers: Optional[dict] = None, value=None):
+    def __init__(self, model: torch.nn.Module, input_scale: float = 255.0, layers: Optional[dict] = None):
         super().__init__()
-        self.model, self.input_scale, self.layers, self.value = model, input_scale, dict(layers or {}), value
-        self.has_value = value is not None
+        self.model, self.input_scale, self.layers, self.has_value = model, input_scale, dict(layers or {}), True
         device = next(model.parameters()).device
         with torch.no_grad():
-            self.n_actions = self.activations(torch.zeros(1, 4, 84, 84, device=device))["logits"].shape[-1]
+            probe = self.activations(torch.zeros(1, 4, 84, 84, device=device))
+        self.n_actions, self.has_value = probe["logits"].shape[-1], "value" in probe
 
     def activations(self, x: torch.Tensor, check: bool = True) -> dict:
-        """{"logits", "value" (with a value function), "attention" and "attn_logits" (B, 0, 7, 7), every layer}."""
+        """{"logits", "value" (if the model gives it), "attention" and "attn_logits" (B, 0, 7, 7), every layer}."""
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
         elif check and (not x.is_floating_point() or bool(((x < 0) | (x > 1)).any())):
             raise ValueError(
                 f"AnyPolicy takes uint8 frames or float frames / 255 in [0, 1], not {x.dtype} up to {x.max():g}."
             )
-        out, inputs = {}, x * self.input_scale
+        out = {}
         hooks = [m.register_forward_hook(lambda m, i, o, name=name: out.update({name: o})) for name, m in self.layers.items()]  # fmt: skip
         try:
-            out["logits"] = self.model(inputs)
+            outputs = self.model(x * self.input_scale)
         finally:
             for hook in hooks:
                 hook.remove()
+        if isinstance(outputs, (tuple, list)):  # (logits, V(s))
+            out["logits"], out["value"] = outputs[0], outputs[1].reshape(-1, 1)
+        else:
+            out["logits"] = outputs
         if "conv3" in out:  # what Grad-CAM reads: in a plain Nature CNN, conv3's rectified maps
             out.setdefault("features", out["conv3"])
-        if self.has_value:
-            out["value"] = self.value(inputs).reshape(-1, 1)
         out["attention"] = out["attn_logits"] = x.new_zeros(x.shape[0], 0, 7, 7)
         return out
 

@@ -28,7 +28,7 @@ import relevance_tree
 import render
 import saliency
 from play import ENV_OPTIONS, QValueAgent, Step, exit_on_bad_input, load_checkpoint, make_env, play
-from ppo_attention import Agent
+from ppo_attention import Agent, UsageError
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's actions
@@ -276,6 +276,37 @@ def test_faithfulness_follows_a_dqns_epsilon_greedy_decision(tmp_path):
         assert np.isclose(p[~changed], 1 - eps + eps / 4, rtol=1e-4).all()
         np.testing.assert_allclose(k, np.where(changed, flip, 0.0), rtol=1e-4, atol=1e-6)
         assert changed.any() and not changed.all()  # decisions change as the frames go black, and only some
+
+
+def test_any_policy_gives_the_maps_and_scores_of_the_same_network_loaded_as_an_agent(tmp_path):
+    """saliency.AnyPolicy around a plain nn.Module (CleanRL's layout, frames in 0..255) and the same weights loaded
+    into the Agent: the same maps (Grad-CAM reads the ReLU after the last convolution) and deletion curves."""
+    network = with_trained_scale(CleanRLPPOAgent(4))
+    torch.save(network.state_dict(), tmp_path / "agent.pt")
+    agent, meta = load_checkpoint(str(tmp_path / "agent.pt"), env_id=BREAKOUT)
+    policy = saliency.AnyPolicy(network, input_scale=255.0, layers={"conv3": network.network[5]})  # (logits, V)
+    assert policy.n_actions == 4 and policy.attn_heads == 0
+    obs = game_observations(meta["env_options"], n=6)[:6]
+    methods = ("gradcam", "gradient", "smoothgrad", "ig_black", "perturbation")
+    kw = dict(samples=3, stride=10, ig_steps=8, signed=True)
+    for target in ("action", "value"):
+        ours = saliency.saliency_maps(policy, obs, methods, target, generator=torch.Generator().manual_seed(0), **kw)
+        ref = saliency.saliency_maps(agent, obs, methods, target, generator=torch.Generator().manual_seed(0), **kw)
+        for m in methods:
+            torch.testing.assert_close(ours[m], ref[m], rtol=1e-4, atol=1e-6 * float(ref[m].abs().max()))
+            assert ref[m].abs().max() > 0 or m == "gradcam"
+    relevance = {m: saliency.collapse_frames(ref[m].abs()) for m in methods}
+    greedy = agent(obs)[0].argmax(-1)
+    ours, _ = faithfulness.deletion_insertion(policy, obs, relevance, greedy)
+    ref, _ = faithfulness.deletion_insertion(agent, obs, relevance, greedy)
+    for m in methods:
+        for name in faithfulness.CURVES:
+            np.testing.assert_allclose(ours[m][name], ref[m][name], rtol=1e-4, atol=1e-6)
+    with pytest.raises(UsageError, match="no attention module"):
+        saliency.saliency_maps(policy, obs, ("attention",))
+    logits_alone = saliency.AnyPolicy(nn.Sequential(network.network, network.actor), input_scale=1.0)
+    with pytest.raises(UsageError, match="gives no value V"):
+        saliency.saliency_maps(logits_alone, obs, ("gradient",), "value")
 
 
 # ----------------------------------------------------------------------------- real SB3 agents
