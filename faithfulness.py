@@ -190,7 +190,9 @@ def sample_states(agent, env_id: str, args: Args, progress, env_options: Optiona
         if len(kept) < share:
             print(f"note: game {g + 1} gave only {len(kept)} of its {share} states (it ended after {seen} steps).")
         for _, o, a, objs in sorted(kept, key=lambda k: k[0]):
-            obs.append(o), actions.append(a), objects.append(objs)
+            obs.append(o)
+            actions.append(a)
+            objects.append(objs)
     progress(f"sampled {len(obs)} states from {games} games", done=True)
     device = next(agent.parameters()).device
     return torch.as_tensor(np.stack(obs), device=device), torch.as_tensor(actions, device=device), objects
@@ -491,10 +493,12 @@ def summary(areas: dict, seconds: dict, sanity: dict, by_geometry: dict, objects
     return results
 
 
-def area_table(results: dict) -> str:
-    """Areas (mean ± standard error over states) and seconds per state, one row per method."""
-    lines = ["| method | deletion KL ↑ | deletion prob ↓ | insertion prob ↑ | insertion KL ↓ | s/state |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+def area_table(results: dict, explain: str) -> str:
+    """Areas (mean ± standard error over states) and seconds per state, one row per method; the header says
+    which action was explained."""
+    action = {"greedy": "the most probable action", "taken": "the action taken"}[explain]
+    lines = [f"| method (explains {action}) | deletion KL ↑ | deletion prob ↓ | insertion prob ↑ | insertion KL ↓ "
+             "| s/state |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for method, r in results.items():
         cells = [f"{r[c + '_auc']:.3f} ± {r[c + '_auc_se']:.3f}" for c in CURVES] + [f"{r['seconds_per_state']:.3f}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -534,7 +538,8 @@ def object_table(rows: dict) -> str:
     head = "| map |" + "".join(f" {n}: mass share | {n}: screen share | peak on {n} |" for n in names)
     lines = [head, "|---|" + "---:|" * (3 * len(names))]
     for label, r in rows.items():
-        cells = [f"{r[n]['mass']:.3f} ± {r[n]['mass_se']:.3f} | {r[n]['area']:.3f} | {r[n]['peak']:.0%}" for n in names]
+        cells = [f"{r[n]['mass']:.3f} ± {r[n]['mass_se']:.3f} | {r[n]['area']:.3f} | {r[n]['peak']:.0%}"
+                 for n in names]  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -692,9 +697,9 @@ def main(argv=None) -> str:
         heads = {f"attention (head {h})": grounding(paint_attention(clean["attention"])[:, h], masks)
                  for h in range(agent.attn_heads)} if masks and "attention" in methods else {}  # fmt: skip
         results = summary(areas, seconds, sanity, by_geometry, grounded)
-        report = dict(checkpoint=args.checkpoint, env_id=meta["env_id"], states=len(obs), games=min(args.games, args.states),
-                      explained=args.explain, baseline=args.baseline, ig_steps=args.ig_steps, margin_px=args.margin,
-                      sanity_states=len(some) if layers else 0,
+        report = dict(checkpoint=args.checkpoint, env_id=meta["env_id"], states=len(obs),
+                      games=min(args.games, args.states), explained=args.explain, baseline=args.baseline,
+                      ig_steps=args.ig_steps, margin_px=args.margin, sanity_states=len(some) if layers else 0,
                       ig_completeness_error={m: float(np.median(e)) for m, e in incomplete.items()})  # fmt: skip
         report["policy"] = f"epsilon-greedy, epsilon {agent.epsilon:g}" if meta["outputs"] == "q_values" else "policy"
         with open(os.path.join(out, "faithfulness.json"), "w") as f:
@@ -706,11 +711,12 @@ def main(argv=None) -> str:
         save_figure(os.path.join(out, "faithfulness.png"), curves, fractions, results, layers, title, args.baseline)
         rows = {**grounded, **heads}
         if rows:
-            object_title = f"{meta['env_id']}, {len(obs)} states: does each map look at the game's objects? (boxes + {args.margin} px)"
+            object_title = (f"{meta['env_id']}, {len(obs)} states: does each map look at the game's objects? "
+                            f"(boxes + {args.margin} px)")  # fmt: skip
             save_object_figure(os.path.join(out, "objects.png"), rows, object_title)
         print(f"\n{title}\nExplained: {EXPLAINED[args.explain]}. Areas under the curves (x: fraction of the places, 0 "
               f"to 1), mean ± standard error over the {len(obs)} states; arrows: which way is better.\n")  # fmt: skip
-        print(area_table(results))
+        print(area_table(results, args.explain))
         print("\nMargin over the strongest floor of each score (floors: maps that know nothing of the model), paired "
               "over states; positive: better than every floor.\n")  # fmt: skip
         print(margin_table(results))

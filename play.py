@@ -17,7 +17,7 @@
   overwriting files), `Progress` on stderr, and `exit_on_bad_input`: a `UsageError` (ppo_attention.py's) is one
   sentence and exit 1, Ctrl-C is exit 130, any other error is a bug and keeps its traceback.
 
-Imports flow one way: ppo_attention <- play <- saliency <- relevance_tree <- render; saliency <- faithfulness.
+Imports flow one way: ppo_attention <- play <- saliency <- relevance_tree <- render, explore; saliency <- faithfulness.
 The game's objects live here, beside the game they are read from, so that every script can reuse them.
 
     from play import load_checkpoint, play
@@ -28,6 +28,7 @@ The game's objects live here, beside the game they are read from, so that every 
 
 import collections
 import contextlib
+import dataclasses
 import io
 import itertools
 import json
@@ -36,7 +37,6 @@ import re
 import sys
 import time
 import zipfile
-from dataclasses import dataclass, field
 from typing import Optional
 
 import ale_py
@@ -258,7 +258,7 @@ def make_env(
 # ----------------------------------------------------------------------------- playing one game
 
 
-@dataclass
+@dataclasses.dataclass
 class Step:
     """One agent step of `play`."""
 
@@ -273,10 +273,8 @@ class Step:
     forced: bool  # True when the game pressed FIRE after a lost life (the agent's choice was overridden)
     reward: float  # raw game reward of this step
     score: float  # game score so far, this step's reward included
-    # the emulator's RAM (2, 128) uint8 at the two frames max-pooled into obs[-1] (ram[1] is frame's), and the game's
-    # objects {name: 210x160 box in obs[-1] (both pooled frames), or None} ({} for a game play.py cannot read)
-    ram: Optional[np.ndarray] = None
-    objects: dict = field(default_factory=dict)
+    ram: Optional[np.ndarray] = None  # (2, 128) uint8: the RAM at the 2 frames max-pooled into obs[-1]; [1]: frame's
+    objects: dict = dataclasses.field(default_factory=dict)  # {name: its 210x160 box in obs[-1] or None}; {}: unknown
 
 
 @torch.no_grad()

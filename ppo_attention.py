@@ -422,20 +422,20 @@ def train(args: Args) -> tuple:
             batch |= dict(advantages=advantages.reshape(-1), returns=returns.reshape(-1), values=values.reshape(-1))
 
             # Optimizing the policy and value network
-            b_inds, stats = np.flatnonzero(~forced.reshape(-1)), []  # not the forced FIREs: the agent did not choose
+            chosen, stats = np.flatnonzero(~forced.reshape(-1)), []  # not the forced FIREs: the agent did not choose
             for epoch in range(args.update_epochs):
-                np.random.shuffle(b_inds)
-                for mb_inds in np.array_split(b_inds, args.num_minibatches):
-                    minibatch = {k: v[torch.as_tensor(mb_inds, device=device)] for k, v in batch.items()}
+                np.random.shuffle(chosen)
+                for indices in np.array_split(chosen, args.num_minibatches):
+                    minibatch = {k: v[torch.as_tensor(indices, device=device)] for k, v in batch.items()}
                     with autocast:  # newlogprob, entropy, newvalue, attn_entropy
                         outputs = agent.get_action_and_value(minibatch["obs"], minibatch["actions"])[1:]
-                    loss, mb_stats = ppo_losses(*outputs, minibatch, args)
+                    loss, minibatch_stats = ppo_losses(*outputs, minibatch, args)
                     optimizer.zero_grad()
                     loss.backward()
                     nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                     optimizer.step()
-                    stats.append(mb_stats)
-                if args.target_kl is not None and mb_stats["approx_kl"] > args.target_kl:
+                    stats.append(minibatch_stats)
+                if args.target_kl is not None and minibatch_stats["approx_kl"] > args.target_kl:
                     break
 
             global_step += batch_size

@@ -2,8 +2,10 @@
 
 Per agent, each frame shows the 210x160 colour frame scaled `--scale` times with an overlay (its own
 attention on a fixed 0-1 scale per head, a saliency map, or the relevance tree) and a side panel: step,
-score, value V(s), the policy as bars and the overlay's legend. One frame per agent step; 15 fps is
-real time. Several checkpoints of one game play side by side, each its own game from the same seed.
+score, value V(s), the policy as bars and the overlay's legend. The overlays are drawn once, by
+`draw_attention`, `draw_saliency` and `draw_tree`, for these videos and for explore.py's page alike: they
+blend at most OPACITY (half) over the game, so the ball and the paddle stay visible under them. One frame per
+agent step; 15 fps is real time. Several checkpoints of one game play side by side, each its own game from the same seed.
 Every run prints each game's score, mean and sd, and the mean attention entropy per head; `--no-video`
 only plays (a headless evaluation), `--json` writes the same numbers. `--tensorboard DIR` also writes a
 TensorBoard run of one agent's games for exploring them step by step (see `Explorer`).
@@ -99,7 +101,9 @@ def head_colours(heads: int) -> np.ndarray:
 BACKGROUND, TEXT, DIM, TRACK, BAR, TAKEN = "#121218", "#ebebeb", "#9a9aa6", "#32323c", "#5a82c8", "#ffa51e"
 TEXT_RGB = (235, 235, 235)
 FONT = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
-INFERNO = (matplotlib.colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
+OPACITY = 0.5  # the most any overlay covers the game: every object keeps at least half its contrast
+SALIENCY_LEVELS = 16  # saliency colours in steps: bands that read like contour lines (and compress well)
+SALIENCY_COLOURS = (matplotlib.colormaps["inferno"](np.linspace(0, 1, SALIENCY_LEVELS))[:, :3] * 255).astype(np.float32)
 
 
 def on_frame(m84: np.ndarray) -> np.ndarray:
@@ -107,10 +111,12 @@ def on_frame(m84: np.ndarray) -> np.ndarray:
     return m84[..., ROWS, :][..., COLS]
 
 
-def tint(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Add light: frame (210, 160, 3) + alpha * rgb, clipped; alpha (210, 160) in [0, 1]. On Atari's dark
-    backgrounds the colour shows, and bright objects (ball, paddle) stay visible under it."""
-    return np.clip(frame + alpha[..., None] * rgb, 0, 255).astype(np.uint8)
+def blend(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The game seen through a colour: (1 - alpha) frame + alpha rgb. frame (h, w, 3) uint8, rgb (3,) or (h, w, 3),
+    alpha (h, w) in [0, OPACITY]. A blend, never added light: nothing saturates to white, so a ball or a paddle
+    under the colour keeps at least 1 - OPACITY of its contrast with what surrounds it."""
+    a = alpha[..., None].astype(np.float32)
+    return ((1 - a) * frame + a * rgb).round().astype(np.uint8)
 
 
 def upscale(frame: np.ndarray, s: int) -> np.ndarray:
@@ -123,32 +129,86 @@ def label(img: np.ndarray, text: str, xy: tuple, colour, size: int) -> None:
         cv2.putText(img, text, xy, cv2.FONT_HERSHEY_SIMPLEX, 0.15 * size, c, w, cv2.LINE_AA)
 
 
+def outline(view: np.ndarray, mask: np.ndarray, colour, s: int, inset: int = 0) -> None:
+    """Draw the border of a frame mask (210, 160) on the view at scale s: a thin line in `colour` on a dark one,
+    `inset` line widths inside the mask (so that the outlines of two heads on one region nest, both visible)."""
+    inside = upscale(mask.astype(np.uint8), s)
+    if inset:
+        inside = cv2.erode(inside, np.ones((2 * inset * s + 1,) * 2, np.uint8))
+    contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    width = max(s - 1, 1)
+    cv2.drawContours(view, contours, -1, (0, 0, 0), width + 2)
+    cv2.drawContours(view, contours, -1, tuple(int(v) for v in colour), width)
+
+
+# ----------------------------------------------------------------------------- the overlays, drawn once for
+# render.py's videos and explore.py's page: (210, 160, 3) frame -> (210 s, 160 s, 3) view, the game visible under all
+
+
+def draw_attention(frame: np.ndarray, attention: np.ndarray, s: int, heads=None) -> np.ndarray:
+    """The attention maps (H, 7, 7) over the game (all heads, or those in `heads`), on the fixed scale of
+    saliency.paint_attention: a pixel gets the attention mass m in [0, 1] of a head's units that see it.
+
+    Each pixel is blended with the colour of the shown head that puts the most mass on it, at opacity
+    OPACITY x m (a head's whole attention on it: OPACITY). Each shown head's outline encloses where its mass
+    reaches half of its maximum; where heads share a region, their outlines nest.
+    """
+    painted = on_frame(paint_attention(torch.as_tensor(attention)[None].float())[0].numpy()).clip(0, 1)
+    shown = np.arange(len(attention)) if heads is None else np.asarray(heads)
+    colours = head_colours(len(attention))
+    owner = shown[painted[shown].argmax(0)]  # (210, 160): the strongest shown head at each pixel
+    mass = np.take_along_axis(painted, owner[None], 0)[0]
+    view = upscale(blend(frame, colours[owner], OPACITY * mass), s)
+    for k, h in enumerate(shown):
+        outline(view, painted[h] >= 0.5 * painted[h].max(), colours[h], s, inset=k)
+    return view
+
+
+def draw_saliency(frame: np.ndarray, saliency84: np.ndarray, s: int) -> np.ndarray:
+    """A saliency map of the input (84, 84), >= 0, over the game: scaled by its 99th percentile to [0, 1] and
+    rounded to one of SALIENCY_LEVELS steps (m), in inferno colours, blended at opacity OPACITY x sqrt(m)."""
+    m = on_frame(np.clip(saliency84 / max(float(np.percentile(saliency84, 99)), 1e-30), 0, 1))  # (210, 160)
+    level = np.round(m * (SALIENCY_LEVELS - 1)).astype(int)
+    return upscale(blend(frame, SALIENCY_COLOURS[level], OPACITY * np.sqrt(level / (SALIENCY_LEVELS - 1))), s)
+
+
+def draw_tree(frame: np.ndarray, tree: list, s: int) -> np.ndarray:
+    """A relevance tree (relevance_tree.build_tree) over the game: each node a square outline of its receptive
+    field in its layer's colour, bolder and more opaque with more relevance (thin and translucent, so the game
+    shows under the squares); an input-pixel node a hollow square around its pixel; the roots labelled."""
+    strength = node_strength(tree)
+    layer = Image.new("RGBA", (FRAME_W * s, FRAME_H * s))
+    draw = ImageDraw.Draw(layer)
+    for node, _ in sorted(iter_nodes(tree), key=lambda nd: -nd[1]):  # deepest first, roots on top
+        rgb, strong = ImageColor.getrgb(LAYER_COLOURS[node["layer"]]), strength[id(node)]
+        rgba = rgb + (int(255 * (0.35 + 0.4 * strong)),)
+        y0, x0, y1, x1 = (v * s for v in node["box210"])
+        if node["layer"] == "input":  # a pixel: a square around it, the pixel itself left visible
+            cy, cx, r = (y0 + y1) // 2, (x0 + x1) // 2, s + round(strong * s)
+            draw.rectangle((cx - r, cy - r, cx + r, cy + r), outline=rgb + (255,), width=max(s // 2, 1))
+        else:
+            d = {"attn_hidden": s, "conv3": 2 * s}.get(node["layer"], 0)  # these share the attention's square
+            draw.rectangle(
+                (x0 + d, y0 + d, x1 - 1 - d, y1 - 1 - d), outline=rgba, width=1 + round(strong * (s - 1) / 2)
+            )
+    view = np.asarray(Image.alpha_composite(Image.fromarray(upscale(frame, s)).convert("RGBA"), layer))
+    view = np.ascontiguousarray(view[..., :3])
+    roots = {}  # one label per square, just above it (below it at the top): heads often peak at the same unit
+    for root in tree:
+        roots.setdefault(tuple(root["box210"][:3]), []).append(root_label(root, short=True))
+    for (y0, x0, y1), texts in roots.items():
+        label(view, ", ".join(texts), (x0 * s + s, y0 * s - s if y0 > 8 else y1 * s + 6 * s), TEXT_RGB, s + 1)
+    return view
+
+
 class AttentionOverlay:
-    """Each head's painted attention in its colour on a fixed 0..1 scale, an outline around each head's
-    strongest region (where its painted mass reaches half its maximum), its 7x7 map in the panel."""
+    """draw_attention: every head in its colour; the panel shows each head's 7x7 map and its entropy."""
 
     def __init__(self, heads: int, s: int):
         self.heads, self.s, self.colours = heads, s, head_colours(heads)
 
     def draw(self, step) -> np.ndarray:
-        painted = on_frame(paint_attention(torch.as_tensor(step.attention)[None])[0].numpy())  # (H, 210, 160)
-        owner = painted.argmax(0)  # where heads overlap, the stronger one colours the pixel
-        view = upscale(tint(step.frame, self.colours[owner], 0.8 * painted.max(0).clip(0, 1)), self.s)
-        taken = []  # label positions so far: a head's label moves down past the others
-        for h in range(self.heads):
-            strong = upscale((painted[h] >= 0.5 * painted[h].max()).astype(np.uint8), self.s)
-            strong = cv2.erode(strong, np.ones((2 * h * (self.s + 2) + 1,) * 2, np.uint8))  # nested when heads agree
-            contours, _ = cv2.findContours(strong, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            colour = tuple(int(v) for v in self.colours[h])
-            cv2.drawContours(view, contours, -1, (0, 0, 0), self.s + 2)
-            cv2.drawContours(view, contours, -1, colour, max(self.s - 1, 2))
-            x, y, _, _ = cv2.boundingRect(np.concatenate(contours))
-            y += 7 * self.s
-            while any(abs(y - ty) < 7 * self.s and abs(x - tx) < 30 * self.s for tx, ty in taken):
-                y += 7 * self.s
-            taken.append((x, y))
-            label(view, f"head {h}", (x + self.s, y), colour, self.s + 1)
-        return view
+        return draw_attention(step.frame, step.attention, self.s)
 
     def legend(self, panel, step) -> None:
         cell, per_row = 3 * self.s, 3  # the raw 7x7 map of each head, same fixed scale, 3 to a row
@@ -164,16 +224,19 @@ class AttentionOverlay:
             panel.draw.text((x0, y0 + panel.line + 7 * cell + 2), f"H = {entropy:.2f}", font=panel.small, fill=DIM)
         panel.y += -(-self.heads // per_row) * (2 * panel.line + 7 * cell + 4)
         panel.colour_bar(
-            [(f"head {h}", [self.colours[h] * t for t in np.linspace(0, 1, 32)]) for h in range(self.heads)], "0", "1"
+            [(f"head {h}", [self.colours[h] * OPACITY * t for t in np.linspace(0, 1, 32)]) for h in range(self.heads)],
+            "0",
+            "1",
         )
         panel.lines(
-            ["brightness: the share of a head's", "attention on the regions that", "contain a pixel (1 = all of it)"]
+            ["tint: a head's attention on the", "regions that contain a pixel", "(1 = all of it), strongest head's",
+             "colour; outline: half its maximum"]
             + ["H: entropy of a head's map in nats", "(uniform map: ln 49 = 3.89)"]
-        )
+        )  # fmt: skip
 
 
 class SaliencyOverlay:
-    """saliency.saliency_map of each observation, max over the 4 frames, scaled by its 99th percentile."""
+    """draw_saliency of saliency.saliency_map for each observation, max over the 4 frames."""
 
     def __init__(self, agent, args: Args, action_names: list, q_values: bool = False):
         self.agent, self.args, self.names, self.q_values = agent, args, action_names, q_values
@@ -183,46 +246,27 @@ class SaliencyOverlay:
         a = self.args
         kw = dict(action=explained_action(None, step, self.q_values), samples=a.samples, generator=self.generator)
         m = collapse_frames(saliency_map(self.agent, step.obs[None], a.method, a.target, **kw)[0]).cpu().numpy()
-        m = on_frame(np.clip(m / max(float(np.percentile(m, 99)), 1e-30), 0, 1))  # (210, 160)
-        return upscale(tint(step.frame, INFERNO[(m * 255).astype(np.uint8)], 0.85 * np.sqrt(m)), a.scale)
+        return draw_saliency(step.frame, m, a.scale)
 
     def legend(self, panel, step) -> None:
         action = self.names[explained_action(None, step, self.q_values)]
         panel.lines([f"{self.args.method} saliency of", target_label(self.args.target, None, action, self.q_values)])
-        panel.colour_bar([("", INFERNO[::8])], "0", "99th pct")
+        steps = np.linspace(0, 1, SALIENCY_LEVELS)
+        panel.colour_bar([("", SALIENCY_COLOURS * OPACITY * np.sqrt(steps)[:, None])], "0", "99th pct")
         panel.lines(["how much each pixel changes it,", "max over the 4 stacked frames,", "scaled per frame"])
 
 
 class TreeOverlay:
-    """relevance_tree.build_tree of each observation: squares over the receptive fields, bolder = more relevance."""
+    """draw_tree of relevance_tree.build_tree for each observation."""
 
     def __init__(self, agent, s: int, q_values: bool = False):
         self.agent, self.s, self.q_values = agent, s, q_values
 
     def draw(self, step) -> np.ndarray:
         action = None if self.agent.attn_heads else explained_action(None, step, self.q_values)  # Grad-CAM's roots
-        tree = build_tree(self.agent, step.obs, activations=step.activations, action=action)
-        strength, s = node_strength(tree), self.s
-        layer = Image.new("RGBA", (FRAME_W * s, FRAME_H * s))
-        draw = ImageDraw.Draw(layer)
-        for node, _ in sorted(iter_nodes(tree), key=lambda nd: -nd[1]):  # deepest first, roots on top
-            rgb, strong = ImageColor.getrgb(LAYER_COLOURS[node["layer"]]), strength[id(node)]
-            y0, x0, y1, x1 = (v * s for v in node["box210"])
-            if node["layer"] == "input":  # a pixel: an opaque dot, bigger with more relevance
-                cy, cx, r = (y0 + y1) // 2, (x0 + x1) // 2, s + round(strong * s)
-                draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=rgb + (255,), outline=(0, 0, 0, 255))
-            else:
-                d = {"attn_hidden": s, "conv3": 2 * s}.get(node["layer"], 0)  # these share the attention's square
-                rgba = rgb + (int(90 + 165 * strong),)
-                draw.rectangle((x0 + d, y0 + d, x1 - 1 - d, y1 - 1 - d), outline=rgba, width=1 + round(strong * s))
-        view = np.asarray(Image.alpha_composite(Image.fromarray(upscale(step.frame, s)).convert("RGBA"), layer))
-        view = np.ascontiguousarray(view[..., :3])
-        roots = {}  # one label per square: heads often peak at the same unit
-        for root in tree:
-            roots.setdefault(tuple(root["box210"][:2]), []).append(root_label(root, short=True))
-        for (y0, x0), texts in roots.items():
-            label(view, ", ".join(texts), (x0 * s + s, y0 * s + 6 * s), TEXT_RGB, s + 1)
-        return view
+        return draw_tree(
+            step.frame, build_tree(self.agent, step.obs, activations=step.activations, action=action), self.s
+        )
 
     def legend(self, panel, step) -> None:
         gradcam, what = not self.agent.attn_heads, "Q-value" if self.q_values else "logit"

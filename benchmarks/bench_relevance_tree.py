@@ -71,11 +71,11 @@ if __name__ == "__main__":
     full, given, forward, cpu, nodes = [], [], [], [], []
     for obs in observations:
         with torch.no_grad():
-            acts = agent.activations(obs)
+            activations = agent.activations(obs)
         start_cpu = time.process_time()
         full += time_ms(lambda o=obs: build_tree(agent, o), args.repeats)
         cpu.append((time.process_time() - start_cpu) * 1e3 / args.repeats)
-        given += time_ms(lambda o=obs, a=acts: build_tree(agent, o, activations=a), args.repeats)
+        given += time_ms(lambda o=obs, a=activations: build_tree(agent, o, activations=a), args.repeats)
         with torch.no_grad():
             forward += time_ms(lambda o=obs: agent.activations(o), args.repeats)
         nodes.append(sum(1 for _ in iter_nodes(build_tree(agent, obs))))

@@ -40,7 +40,7 @@ MUTATIONS = [
     ("clipfrac: > 2 clip", "clipfrac = ((ratio - 1.0).abs() > args.clip_coef)", "clipfrac = ((ratio - 1.0).abs() > 2 * args.clip_coef)"),
     ("rewards not clipped for learning", "rewards[step] = torch.as_tensor(np.sign(reward), device=device)", "rewards[step] = torch.as_tensor(reward, device=device)"),
     ("logged score clipped", "game_score, game_length = game_score + reward, game_length + 1", "game_score, game_length = game_score + np.sign(reward), game_length + 1"),
-    ("forced FIRE steps trained on", "b_inds, stats = np.flatnonzero(~forced.reshape(-1)), []", "b_inds, stats = np.arange(forced.size), []"),
+    ("forced FIRE steps trained on", "chosen, stats = np.flatnonzero(~forced.reshape(-1)), []", "chosen, stats = np.arange(forced.size), []"),
     ("no FIRE after a lost life", "action[torch.as_tensor(fire_next, device=device)] = fire", "pass"),
     ("attention entropy sign", "return -(logp.exp() * logp).sum(-1)", "return (logp.exp() * logp).sum(-1)"),
 ]

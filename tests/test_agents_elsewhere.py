@@ -23,6 +23,7 @@ from stable_baselines3.common import atari_wrappers
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
+import explore
 import faithfulness
 import relevance_tree
 import render
@@ -401,6 +402,9 @@ def test_every_script_explains_an_sb3_agent(sb3_agents, tmp_path, name, capsys):
         assert all(root["layer"] == "gradcam" and root["channel"] == explained for root in tree)
         assert info["explains"] == f"logit of {NAMES[explained]}"
         assert (not tree) == (f"note: step {t} has no tree" in printed)  # Grad-CAM of zeros: said in one sentence
+
+    page = cli(explore, ["--checkpoint", path, "--steps", "0", "3", "--methods", "gradient", "--out", tmp_path / "e"])
+    assert explore.read_page(page)["data"]["heads"] == 0 and len(explore.read_page(page)["data"]["steps"]["t"]) == 3
 
     out = cli(faithfulness, ["--checkpoint", path, "--states", "4", "--games", "1", "--max-steps", "40",
                              "--sanity-states", "2", "--samples", "2", "--method", "gradient", "random",

@@ -348,7 +348,8 @@ def test_end_to_end_writes_exactly_the_documented_json_a_csv_and_two_figures(tin
     for name in ("faithfulness.png", "objects.png"):
         assert os.path.getsize(os.path.join(out, name)) > 10000
     printed = capsys.readouterr().out
-    assert "| random |" in printed and "the most probable action" in printed and "peak on ball" in printed
+    assert "| random |" in printed and "| method (explains the most probable action) |" in printed
+    assert "peak on ball" in printed
     assert "floor (geometry alone)" in printed and "(over painted_" in printed
 
 
@@ -360,7 +361,8 @@ def test_agent_without_attention_skips_attention_with_a_note(tiny_baseline_check
     assert list(data["methods"]) == ["gradcam", "gradient", "random"] and data["baseline"] == "black"
     assert list(data["methods"]["gradient"]["sanity"]) == [x for x in LAYERS if x != "attention"]
     assert data["explained"] == "taken" and data["attention_heads"] == {}
-    assert "no attention module" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no attention module" in printed and "| method (explains the action taken) |" in printed
 
 
 def test_ctrl_c_exits_130_and_leaves_no_empty_folder(tiny_checkpoint, tmp_path, monkeypatch, capsys):

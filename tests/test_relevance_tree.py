@@ -183,7 +183,8 @@ def contrasted_by_loop(agent, activations, h, y, x) -> tuple:
     hid, attention = activations["attn_hidden"][0], activations["attention"][0, h]
     mean = sum(attention[q // 7, q % 7] * hid[:, q // 7, q % 7] for q in range(49))
     logits = activations["attn_logits"][0, h]
-    return agent.attn_logits.weight[h, :, 0, 0] * (hid[:, y, x] - mean), logits[y, x] - (attention * logits).sum()
+    z = agent.attn_logits.weight[h, :, 0, 0].detach() * (hid[:, y, x] - mean)
+    return z, logits[y, x] - (attention * logits).sum()
 
 
 @pytest.mark.parametrize("layer,c,y,x", UNITS)

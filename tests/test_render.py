@@ -101,7 +101,8 @@ def test_one_cell_of_attention_lights_exactly_its_receptive_field(cell):
     lit, field = view.max(-1) > 0, field_mask(*cell, 3)
     inner = ~grown(~field, 12)  # away from the outlines and labels drawn at the field's edge
     assert lit[inner].all() and not lit[~grown(field, 4)].any()
-    assert view[inner].mean(0)[0] > 150  # head 0's orange, at full strength (1 = all of the head's mass)
+    # head 0's colour (it wins the tie) blended over black at full strength (1 = all of the head's mass)
+    assert (view[inner] == np.round(render.OPACITY * render.head_colours(2)[0])).all()
 
 
 def test_brightness_has_one_meaning_a_diffuse_map_is_dim():
@@ -110,6 +111,29 @@ def test_brightness_has_one_meaning_a_diffuse_map_is_dim():
     views = [render.AttentionOverlay(2, 3).draw(fake_step([0.25] * 4, 0, a)) for a in (sharp, diffuse)]
     centre = field_mask(3, 3, 3) & ~grown(~field_mask(3, 3, 3), 12)
     assert views[0][centre].mean() > 2 * views[1][centre].mean()  # the same scale for every frame and agent
+
+
+def test_the_game_stays_visible_under_every_overlay():
+    """A ball under the strongest attention, saliency or tree square keeps at least half its contrast with the
+    background next to it: the overlays blend (at most OPACITY), they never paint over or saturate."""
+    frame = np.zeros((210, 160, 3), np.uint8)
+    frame[100:104, 60:62] = (200, 72, 72)  # Breakout's ball, 2x4 px
+    ball, beside = (slice(300, 312), slice(180, 186)), (slice(300, 312), slice(195, 201))  # at scale 3
+    attention = np.zeros((2, 7, 7), np.float32)
+    attention[:, 4, 3] = 1  # input rows 32..68, columns 24..60: frame rows 80..170, columns 46..114
+    saliency84 = np.zeros((84, 84), np.float32)
+    saliency84[30:50, 20:40] = 1  # the ball's neighbourhood is the most salient place
+    tree = [dict(layer="attention", channel=0, relevance=1.0, box210=[80, 46, 170, 114], children=[])]
+    views = {
+        "attention": render.draw_attention(frame, attention, 3),
+        "one head": render.draw_attention(frame, attention, 3, heads=[1]),
+        "saliency": render.draw_saliency(frame, saliency84, 3),
+        "tree": render.draw_tree(frame, tree, 3),
+    }
+    for name, view in views.items():
+        contrast = np.abs(view[ball].astype(int).mean((0, 1)) - view[beside].astype(int).mean((0, 1))).max()
+        assert contrast >= (1 - render.OPACITY) * 200 - 1, name
+        assert name == "tree" or view[beside].max() > 0, name  # the overlay is there
 
 
 def test_forced_attention_and_policy_show_in_the_video(tiny_checkpoint, tmp_path, monkeypatch):

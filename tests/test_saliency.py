@@ -164,6 +164,7 @@ def test_gradcam_of_a_plain_cnn_matches_captum_on_the_rectified_conv3_maps(tiny_
     captum_close(ours, on_relu[:, 0])
     assert float((agent.activations(x)["conv3"] == 0).float().mean()) > 0.1  # the ReLU matters here
     before_relu = captum.LayerGradCam(cnn, cnn[4]).attribute(x, target=action, relu_attributions=True)[:, 0]
+    before_relu = before_relu.detach()
     assert not torch.allclose(ours, before_relu, rtol=1e-2, atol=1e-2 * float(before_relu.abs().max()))
 
 
@@ -236,9 +237,9 @@ def test_integrated_gradients_are_exactly_complete_for_a_network_without_biases(
 @pytest.mark.parametrize("target", TARGETS)
 def test_integrated_gradients_converge_to_completeness(agent, target):
     """The attention agent in float64, from the blurred frames: the attributions sum to target(x) - target(x')
-    up to the midpoint rule's error alone, which is under 5% of |target(x) - target(x')| at 256 steps and
-    smaller than at 8 steps. (From black the L2 normalisation of conv3's output makes the path's gradient
-    spike near the black end: the sum converges much more slowly there, see the README.)"""
+    up to the midpoint rule's error alone, which is under 5% of |target(x) - target(x')| at 128 steps and
+    smaller than at 8 steps. (From black the target swings along the path and changes fastest in the
+    darkest frames: the sum converges much more slowly there, see the README.)"""
     model = Agent(agent.n_actions, agent.attn_heads).double()
     model.load_state_dict(agent.state_dict())
     x = random_obs(2, seed=15).double() / 255
@@ -248,7 +249,7 @@ def test_integrated_gradients_converge_to_completeness(agent, target):
         change = torch.stack([reference_target(model, x[i : i + 1], target, peak[i], action[i])
                               - reference_target(model, base[i : i + 1], target, peak[i], action[i]) for i in range(2)])  # fmt: skip
     errors = []
-    for steps in (8, 256):
+    for steps in (8, 128):
         ig = saliency_map(model, x, "ig_blur", target, signed=True, ig_steps=steps, action=torch.tensor(action))
         errors.append(float(((ig.flatten(1).sum(1) - change).abs() / change.abs()).max()))
     assert errors[1] < 0.05 and errors[1] < errors[0], errors
