@@ -51,7 +51,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 import render
-from play import Progress, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
+from play import Progress, QValueAgent, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
 from ppo_attention import UsageError
 from relevance_tree import (
     BOX_GEOMETRY,
@@ -63,7 +63,7 @@ from relevance_tree import (
     iter_nodes,
     node_strength,
 )
-from saliency import METHODS, TARGETS, collapse_frames, saliency_maps, target_label
+from saliency import METHODS, TARGETS, collapse_frames, explained_action, saliency_maps, target_label
 
 
 @dataclass
@@ -71,7 +71,9 @@ class Args:
     """Play the checkpoint's game and write one self-contained HTML page to explore it step by step."""
 
     checkpoint: str
-    """a `run.pt` written by ppo_attention.py (or its run folder)"""
+    """a `run.pt` of ppo_attention.py (or its run folder), a CleanRL .pt/.cleanrl_model or a Stable-Baselines3 .zip"""
+    env_id: Optional[str] = None
+    """the game of a CleanRL or SB3 agent whose file does not name it, e.g. BreakoutNoFrameskip-v4"""
     steps: tuple[int, int] = (0, 300)
     """the agent steps on the page: first and last (excluded); the game is played from its start, and the
     range ends early where the game does"""
@@ -149,10 +151,11 @@ def overlays(heads: int, methods: tuple, target: str) -> list:
     return found + ([("tree", "relevance tree", LEGENDS["tree"])] if heads else [])
 
 
-def kept_steps(agent, env_id: str, args: Args):
-    """The play loop's steps in --steps, every --every-th (the game is played from its start)."""
+def kept_steps(agent, env_id: str, args: Args, env_options: Optional[dict] = None):
+    """The play loop's steps in --steps, every --every-th (the game is played from its start, as the agent's
+    trainer showed it: `meta["env_options"]`)."""
     first, last = args.steps
-    for step in play(agent, env_id, args.seed, args.greedy, max_steps=last):
+    for step in play(agent, env_id, args.seed, args.greedy, max_steps=last, env_options=env_options):
         if step.t >= first and (step.t - first) % args.every == 0:
             yield step
 
@@ -224,7 +227,8 @@ def hidden_maps(step, tree: list) -> dict:
 def explain(agent, batch: list, args: Args, methods: tuple, generator) -> list:
     """Everything the page shows of each step of a batch: numbers, tree, maps and the frame's overlay images."""
     obs = np.stack([step.obs for step in batch])  # (B, 4, 84, 84)
-    kw = dict(action=[step.action for step in batch], samples=args.samples, stride=args.grid, generator=generator)
+    explained = [explained_action(None, step, isinstance(agent, QValueAgent)) for step in batch]  # a DQN: greedy
+    kw = dict(action=explained, samples=args.samples, stride=args.grid, generator=generator)
     maps = saliency_maps(agent, obs, methods, args.target, **kw) if methods else {}
     maps = {m: collapse_frames(v).cpu().numpy() for m, v in maps.items()}  # (B, 84, 84) each
     records, heads = [], agent.attn_heads
@@ -428,7 +432,7 @@ def main(argv=None) -> str:
     device = pick_device(args.cuda)
     if device.type == "cpu":
         torch.set_num_threads(1)  # small batches: a second thread gains little on 2 cores and loses much on busy ones
-    agent, meta = load_checkpoint(args.checkpoint, device)
+    agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     # every saliency method but the painted attention, which the attention overlays show; saliency_maps rejects
     # a method or target this agent cannot have (no attention) with one sentence, at the first batch
     methods, heads = args.methods or tuple(m for m in METHODS if m != "attention"), agent.attn_heads
@@ -436,7 +440,7 @@ def main(argv=None) -> str:
     progress, start, records = Progress(every=10), time.monotonic(), []
     with output_folder(args.out, meta["run_name"], "explore", args.force) as out:
         path = os.path.join(out, f"explore_seed{args.seed}.html")
-        for batch in batches(kept_steps(agent, meta["env_id"], args), BATCH):
+        for batch in batches(kept_steps(agent, meta["env_id"], args, meta["env_options"]), BATCH):
             records += explain(agent, batch, args, methods, generator)
             images = sum(len(uri) for r in records for uri in r["images"].values()) / 1e6
             progress(f"explained {len(records)} steps (up to step {records[-1]['t']}): {images:.1f} MB of "

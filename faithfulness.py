@@ -49,9 +49,26 @@ import numpy as np
 import torch
 import tyro
 
-from play import Progress, box_in_observation, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
+from play import (
+    Progress,
+    box_in_observation,
+    exit_on_bad_input,
+    load_checkpoint,
+    log_action_probabilities,
+    output_folder,
+    pick_device,
+    play,
+)
 from ppo_attention import UsageError, layer_init
-from saliency import METHODS, check_options, collapse_frames, gaussian_blur, paint_attention, saliency_maps
+from saliency import (
+    METHODS,
+    as_float_input,
+    check_options,
+    collapse_frames,
+    gaussian_blur,
+    paint_attention,
+    saliency_maps,
+)
 
 FLOORS = ("random", "painted_uniform", "painted_dirichlet")
 ALL_METHODS = (*METHODS, *FLOORS)
@@ -67,6 +84,14 @@ CASCADE = (  # re-initialised from the output down, cumulatively: (label, layers
     ("conv2", ("conv2",)),
     ("conv1", ("conv1",)),
 )
+Q_VALUES = (
+    "this agent is a DQN, whose outputs are Q-values: the curves follow the policy it plays, epsilon-greedy (the "
+    "greedy action, or with probability epsilon a random one), and the explained action is the greedy one. That "
+    "policy changes only where the greedy action does: the KL curve is the share of states whose decision changed "
+    "(times a constant), the probability curve the share that keep it. softmax(Q) would follow the Q-values "
+    "smoothly, but on a scale they do not have: a DQN's Q-values differ by hundredths, and softmax(Q) stays near "
+    "uniform whatever is deleted."
+)
 INIT_STD = {"actor": 0.01, "critic": 1.0}  # the training script's layer_init; sqrt(2) for every other layer
 PLACES = 84 * 84
 
@@ -77,7 +102,9 @@ class Args:
     and run time, against floors that know nothing of the model."""
 
     checkpoint: str
-    """a `run.pt` written by ppo_attention.py (or its run folder)"""
+    """a `run.pt` of ppo_attention.py (or its run folder), a CleanRL .pt/.cleanrl_model or a Stable-Baselines3 .zip"""
+    env_id: Optional[str] = None
+    """the game of a CleanRL or SB3 agent whose file does not name it, e.g. BreakoutNoFrameskip-v4"""
     states: int = 128
     """states to explain, spread over --games games, drawn at random steps of each game"""
     games: int = 8
@@ -136,7 +163,7 @@ def check_args(args: Args) -> None:
 # ----------------------------------------------------------------------------- states and maps
 
 
-def sample_states(agent, env_id: str, args: Args, progress) -> tuple:
+def sample_states(agent, env_id: str, args: Args, progress, env_options: Optional[dict] = None) -> tuple:
     """(observations (S, 4, 84, 84) uint8, taken actions (S,), objects) with S <= --states, on the agent's device.
 
     objects[s][k]: the game's objects in stacked frame k of state s ({name: 210x160 box or None}, `Step.objects`
@@ -149,7 +176,7 @@ def sample_states(agent, env_id: str, args: Args, progress) -> tuple:
     obs, actions, objects = [], [], []
     for g, share in enumerate(len(part) for part in np.array_split(np.arange(args.states), games)):
         kept, seen, recent = [], 0, collections.deque([{}] * 4, maxlen=4)  # objects of the 4 stacked frames
-        for step in play(agent, env_id, args.seed + g, args.greedy, args.max_steps):
+        for step in play(agent, env_id, args.seed + g, args.greedy, args.max_steps, env_options):
             progress(f"playing game {g + 1}/{games}: step {step.t}")
             recent.append(step.objects)
             if step.forced:
@@ -261,7 +288,7 @@ def policy_curves(agent, x, base, actions, ranks, fractions, chunk: int) -> dict
     """
     S, K = x.shape[0], len(fractions)
     counts = torch.as_tensor(np.round(np.asarray(fractions) * PLACES), device=x.device).long()  # (K,)
-    logp = agent(x)[0].float().log_softmax(-1)  # (S, A) the original policy
+    logp = log_action_probabilities(agent, agent(x)[0])  # (S, A) the original policy
     flat = {name: torch.empty(S * K, device=x.device) for name in CURVES}
     rows_per_pass = max(chunk // 2, 1)  # a deletion and an insertion input per row
     for start in range(0, S * K, rows_per_pass):
@@ -269,12 +296,31 @@ def policy_curves(agent, x, base, actions, ranks, fractions, chunk: int) -> dict
         s, k = rows // K, rows % K
         replaced = (ranks[s] < counts[k, None]).view(-1, 1, 84, 84)  # (C, 1, 84, 84), the same in all 4 frames
         inputs = torch.cat([torch.where(replaced, base[s], x[s]), torch.where(replaced, x[s], base[s])])
-        logq = agent(inputs)[0].float().log_softmax(-1).view(2, len(rows), -1)  # (2, C, A): deletion, insertion
+        logq = log_action_probabilities(agent, agent(inputs)[0]).view(2, len(rows), -1)  # (2, C, A): del., ins.
         kl = (logp[s].exp() * (logp[s] - logq)).sum(-1).clamp_min(0)  # (2, C) KL(original || perturbed), >= 0
         prob = logq.gather(2, actions[s].view(1, -1, 1).expand(2, -1, 1))[..., 0].exp()  # (2, C)
         for name, value in zip(CURVES, (kl[0], prob[0], prob[1], kl[1])):
             flat[name][rows] = value
     return {name: v.view(S, K).cpu().numpy() for name, v in flat.items()}
+
+
+def deletion_insertion(agent, obs, maps: dict, actions, baseline="blur", steps=20, chunk=128, seed=1, progress=None):
+    """The deletion and insertion curves of every map: ({method: {name in CURVES: (S, K)}}, fractions (K,)).
+
+    agent: an Agent or saliency.AnyPolicy; obs (S, 4, 84, 84) uint8 (or float in [0, 1]); maps {method: relevance
+    (S, 84, 84)} (collapse_frames of a saliency map); actions (S,) the explained actions; baseline "blur" or
+    "black"; K = steps + 1 fractions of the places from 0 to 1. Tied places are ordered at random (seed).
+    """
+    x = as_float_input(agent, obs)  # (S, 4, 84, 84) in [0, 1]
+    actions = torch.as_tensor(actions, device=x.device).long().expand(len(x))
+    base = gaussian_blur(x) if baseline == "blur" else torch.zeros_like(x)
+    fractions, ties, curves = np.linspace(0, 1, steps + 1), torch.Generator(x.device).manual_seed(seed), {}
+    for method, relevance in maps.items():
+        if progress:
+            progress(f"deletion and insertion: {method}")
+        ranks = relevance_ranks(torch.as_tensor(relevance, device=x.device), ties)  # (S, 7056)
+        curves[method] = policy_curves(agent, x, base, actions, ranks, fractions, chunk)
+    return curves, fractions
 
 
 def area_under_curve(y, x) -> np.ndarray:
@@ -609,17 +655,19 @@ def main(argv=None) -> str:
     device = pick_device(args.cuda)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    agent, meta = load_checkpoint(args.checkpoint, device)
+    agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     methods = list(dict.fromkeys(args.method))
     if "attention" in methods and agent.attn_heads == 0:
         methods.remove("attention")
-        print("note: this agent has no attention module (trained with --attn-heads 0); the attention map is skipped.")
+        print("note: this agent has no attention module; the attention map is skipped.")
     if not methods:
         raise UsageError("no method is left to score; add --method gradient (or another one).")
     progress = Progress()
     with output_folder(args.out, meta["run_name"], "faithfulness", args.force) as out:
         start = time.perf_counter()
-        obs, taken, objects = sample_states(agent, meta["env_id"], args, progress)  # (S, 4, 84, 84) uint8, (S,)
+        obs, taken, objects = sample_states(agent, meta["env_id"], args, progress, meta["env_options"])
+        if meta["outputs"] == "q_values":  # a DQN: the curves follow its epsilon-greedy policy
+            print(f"note: {Q_VALUES}")
         x = obs.float() / 255  # (S, 4, 84, 84)
         with torch.no_grad():
             clean = agent.activations(x)
@@ -629,12 +677,8 @@ def main(argv=None) -> str:
         maps, seconds, incomplete = explanation_maps(agent, obs, actions, methods, args, floors)  # {m: (S, 84, 84)}
         progress(f"maps: {time.perf_counter() - start:.0f} s", done=True)
 
-        base = gaussian_blur(x) if args.baseline == "blur" else torch.zeros_like(x)
-        fractions, ties, curves = np.linspace(0, 1, args.steps + 1), torch.Generator(device).manual_seed(args.seed), {}
-        for method in methods:
-            progress(f"deletion and insertion: {method}")
-            ranks = relevance_ranks(maps[method], ties)  # (S, 7056)
-            curves[method] = policy_curves(agent, x, base, actions, ranks, fractions, args.chunk)
+        maps_in_order = {m: maps[m] for m in methods}
+        curves, fractions = deletion_insertion(agent, obs, maps_in_order, actions, args.baseline, args.steps, args.chunk, args.seed, progress)  # fmt: skip
         areas = {m: {name: area_under_curve(c[name], fractions) for name in CURVES} for m, c in curves.items()}
         progress(f"deletion and insertion: {time.perf_counter() - start:.0f} s", done=True)
 
@@ -657,11 +701,13 @@ def main(argv=None) -> str:
                       games=min(args.games, args.states), explained=args.explain, baseline=args.baseline,
                       ig_steps=args.ig_steps, margin_px=args.margin, sanity_states=len(some) if layers else 0,
                       ig_completeness_error={m: float(np.median(e)) for m, e in incomplete.items()})  # fmt: skip
+        report["policy"] = f"epsilon-greedy, epsilon {agent.epsilon:g}" if meta["outputs"] == "q_values" else "policy"
         with open(os.path.join(out, "faithfulness.json"), "w") as f:
             json.dump({**report, "methods": results, "attention_heads": heads}, f, indent=2)
         save_csv(os.path.join(out, "faithfulness.csv"), results, layers)
         title = (f"{meta['env_id']}, {len(obs)} states, {args.baseline} baseline: which explanation of "
                  f"{EXPLAINED[args.explain]} can you trust?")  # fmt: skip
+        title += " (a DQN: its epsilon-greedy policy)" if meta["outputs"] == "q_values" else ""
         save_figure(os.path.join(out, "faithfulness.png"), curves, fractions, results, layers, title, args.baseline)
         rows = {**grounded, **heads}
         if rows:

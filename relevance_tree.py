@@ -17,6 +17,13 @@ channel c contributes w_hc (a_c(p) - sum_q A_h(q) a_c(q)) to the peak p, its par
 logit minus the attention-weighted mean logit; a feature that raises every place alike gets nothing.
 Each node records its layer, channel, position, relevance and receptive field (box84, box210).
 
+An agent without attention (`--attn-heads 0`, CleanRL's and Stable-Baselines3's Nature CNN) has no attention to
+start from. Its tree starts at the peaks of Grad-CAM on conv3 (saliency.gradcam: ReLU(sum_k alpha_k A_k(p)),
+A conv3's rectified maps) for an action's logit, the greedy one unless told, and explains that logit instead:
+
+    gradcam (7x7, relevance = the map's value) -> conv3 (64 @ 1 place, channel k's share alpha_k A_k(p))
+        -> conv2 -> conv1 -> input pixels, as above.
+
     python relevance_tree.py --checkpoint runs/<run_name>/run.pt --steps 20 60 120
 """
 
@@ -33,12 +40,15 @@ import tyro
 
 from play import exit_on_bad_input, load_checkpoint, output_folder, pick_device, play_to
 from ppo_attention import Agent, UsageError
+from saliency import explained_action, gradcam, gradcam_weights, target_label
 
 LAYERS = ("attention", "attn_hidden", "conv3", "conv2", "conv1", "input")  # the tree's levels, top down
 MAX_DEPTH = len(LAYERS) - 1  # layers below the attention
-BOX_GEOMETRY = {"attention": (36, 8), "attn_hidden": (36, 8), **Agent.RECEPTIVE_FIELDS, "input": (1, 1)}
-LAYER_COLOURS = {"attention": "#ff3b30", "attn_hidden": "#ff9f0a", "conv3": "#ffe620", "conv2": "#30d158"}
-LAYER_COLOURS |= {"conv1": "#3fc8ff", "input": "#ff5ee1"}  # one colour per layer in every picture of a tree
+GRADCAM_LAYERS = ("gradcam", "conv3", "conv2", "conv1", "input")  # the tree of an agent without attention
+BOX_GEOMETRY = {"attention": (36, 8), "attn_hidden": (36, 8), "gradcam": (36, 8), **Agent.RECEPTIVE_FIELDS}
+BOX_GEOMETRY["input"] = (1, 1)
+LAYER_COLOURS = {"attention": "#ff3b30", "attn_hidden": "#ff9f0a", "gradcam": "#ff3b30", "conv3": "#ffe620"}
+LAYER_COLOURS |= {"conv2": "#30d158", "conv1": "#3fc8ff", "input": "#ff5ee1"}  # one colour per layer everywhere
 TREE_FORMAT = 1  # version of the JSON document written by save_tree
 
 
@@ -47,7 +57,9 @@ class Args:
     """Play the checkpoint's game and write the relevance tree of each chosen step (PNG + JSON)."""
 
     checkpoint: str
-    """a `run.pt` written by ppo_attention.py (or its run folder), of an agent with attention heads"""
+    """a `run.pt` of ppo_attention.py (or its run folder), a CleanRL .pt/.cleanrl_model or a Stable-Baselines3 .zip"""
+    env_id: Optional[str] = None
+    """the game of a CleanRL or SB3 agent whose file does not name it, e.g. BreakoutNoFrameskip-v4"""
     steps: tuple[int, ...] = (20, 60, 120)
     """agent steps of the game to explain (0 = the first observation); one PNG + JSON each"""
     roots: int = 2
@@ -171,6 +183,9 @@ def descend(agent: Agent, activations: dict, layer: str, level: dict) -> tuple:
     (C = 1 for the roots and the unit nodes of the 1x1 layers, the node's own channel); head: the root's.
     """
     y, x, ch = level["y"], level["x"], level["channel"]
+    if layer == "gradcam":  # the map at p: sum_k alpha_k A_k(p), with A >= 0 (after conv3's ReLU)
+        feats = activations["features"][0, :, y, x].T  # (N, 64)
+        return relevance_below(feats, level["alpha"], level["r"][:, 0]).view(-1, 64, 1, 1), 1, 1
     if layer == "attention":  # contrasted logit: sum_c W[h, c] d_c, and d may be negative
         d = contrast(activations, ch, y, x)  # (N, 512)
         weight = agent.attn_logits.weight[ch, :, 0, 0] * d.sign()  # d w = |d| (w sign(d))
@@ -215,27 +230,42 @@ def pick_children(level: dict, rel: torch.Tensor, k: int, stride: int, n: int, t
 
 @torch.no_grad()
 def build_tree(
-    agent: Agent, obs, roots: int = 2, children: int = 3, depth: int = MAX_DEPTH, *, threshold=0.1, activations=None
+    agent: Agent,
+    obs,
+    roots: int = 2,
+    children: int = 3,
+    depth: int = MAX_DEPTH,
+    *,
+    threshold=0.1,
+    activations=None,
+    action: Optional[int] = None,
 ):
     """The relevance tree of one observation: a list of root nodes (see the module docstring).
 
     obs: (4, 84, 84) or (1, 4, 84, 84) uint8. activations: `agent.activations(obs)` if already computed.
+    Without attention the roots are Grad-CAM's peaks for the logit of `action` (default: the greedy action);
+    depth then counts the same layers, attn_hidden left out (5: down to the input pixels, 1: the roots alone).
     Works wherever the agent is (CPU or CUDA); the nodes are plain Python. UsageError for bad sizes.
     """
     check_sizes(roots, children, depth, threshold)
-    if agent.attn_heads == 0:
-        raise UsageError("this agent has no attention module (trained with --attn-heads 0), so it has no tree.")
     obs = torch.as_tensor(obs, device=agent.conv1.weight.device).reshape(1, 4, 84, 84)
     activations = dict(agent.activations(obs) if activations is None else activations)
     activations["input"] = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
 
-    heads = activations["attention"][0].float()  # (H, 7, 7)
-    values, index, valid = find_peaks(heads, roots, threshold)
-    head, slot = valid.nonzero(as_tuple=True)
-    value, place = values[head, slot], index[head, slot]
-    level = dict(head=head, channel=head, y=place // 7, x=place % 7, r=value.unsqueeze(1))
-    tree = parents = level_nodes("attention", head, level["y"], level["x"], value)
-    for layer, child_layer in zip(LAYERS[:depth], LAYERS[1 : depth + 1]):
+    if agent.attn_heads:
+        heads = activations["attention"][0].float()  # (H, 7, 7)
+        values, index, valid = find_peaks(heads, roots, threshold)
+        head, slot = valid.nonzero(as_tuple=True)
+        value, place = values[head, slot], index[head, slot]
+        level = dict(head=head, channel=head, y=place // 7, x=place % 7, r=value.unsqueeze(1))
+        path = LAYERS[: depth + 1]
+    else:  # no attention: Grad-CAM's peaks on conv3's 7x7 grid, for the action's logit
+        level, value = gradcam_roots(agent, activations, roots, threshold, action)
+        path = ("gradcam", *(layer for layer in LAYERS[2 : depth + 1]))
+    tree = parents = level_nodes(path[0], level["channel"], level["y"], level["x"], value)
+    for layer, child_layer in zip(path[:-1], path[1:]):
+        if not len(level["y"]):  # no node left to descend from (a Grad-CAM map of zeros has no peak)
+            break
         rel, k, stride = descend(agent, activations, layer, level)
         level = pick_children(level, rel, k, stride, children, threshold)
         nodes = level_nodes(child_layer, level["channel"], level["y"], level["x"], level["r"].sum(1))
@@ -243,6 +273,35 @@ def build_tree(
             parents[p]["children"].append(node)
         parents = nodes
     return tree
+
+
+def gradcam_roots(agent: Agent, activations: dict, roots: int, threshold: float, action: Optional[int]) -> tuple:
+    """(level, relevance) of the roots of an agent without attention: the `roots` strongest peaks of Grad-CAM
+    (saliency.gradcam) for the logit of `action` (default: the greedy one); the node's channel is that action."""
+    x = activations["input"]
+    logits = activations["logits"]
+    chosen = torch.as_tensor([int(logits.argmax()) if action is None else action], device=x.device)
+    none = torch.zeros(1, 0, dtype=torch.long, device=x.device)  # no attention heads, no peaks
+    target = ("action", [], none, chosen)
+    values, index, valid = find_peaks(gradcam(agent, x, *target, chunk=1), roots, threshold)  # (1, roots)
+    value, place = values[valid], index[valid]
+    alpha = gradcam_weights(agent, x, *target)[0].expand(len(place), -1)  # (N, 64), the same for every root
+    level = dict(head=torch.zeros_like(place), channel=chosen.expand(len(place)), y=place // 7, x=place % 7)
+    return level | dict(r=value.unsqueeze(1), alpha=alpha), value
+
+
+def tree_layers(agent: Agent) -> tuple:
+    """The layers of the agent's trees, from the roots down."""
+    return LAYERS if agent.attn_heads else GRADCAM_LAYERS
+
+
+def root_label(root: dict, short: bool = False) -> str:
+    """What a root is, in words: an attention head's peak and its weight, or a Grad-CAM peak and its value."""
+    if root["layer"] == "gradcam":
+        return f"{'G' if short else 'Grad-CAM'} {root['relevance']:.2g}"  # in logit units, of any size
+    return (
+        f"h{root['channel']} {root['relevance']:.2f}" if short else f"head {root['channel']}: {root['relevance']:.2f}"
+    )
 
 
 def check_sizes(roots: int, children: int, depth: int, threshold: float) -> None:
@@ -338,12 +397,14 @@ def draw_tree(obs: np.ndarray, frame: np.ndarray, tree: list, title: str, path: 
     ax.imshow(frame)
     for root in tree:
         y0, x0, y1, x1 = root["box210"]
-        colour = LAYER_COLOURS["attention"]
+        colour = LAYER_COLOURS[root["layer"]]
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, lw=1 + 2 * strength[id(root)]))
-        label = f"head {root['channel']}: {root['relevance']:.2f}"
+        label = root_label(root)
         ax.text(x0 + 2, y0 + 2, label, color="white", fontsize=9, va="top", bbox=dict(fc="black", alpha=0.7, pad=1.5))
-    ax.set(xticks=[], yticks=[], title="game frame: the roots (head: attention weight)")
-    handles = [Line2D([], [], color=c, lw=3, label=n) for n, c in LAYER_COLOURS.items()]
+    roots = "Grad-CAM's value" if tree and tree[0]["layer"] == "gradcam" else "head: attention weight"
+    ax.set(xticks=[], yticks=[], title=f"game frame: the roots ({roots})")
+    present = {node["layer"] for node, _ in iter_nodes(tree)} or {"attention"}
+    handles = [Line2D([], [], color=c, lw=3, label=n) for n, c in LAYER_COLOURS.items() if n in present]
     fig.legend(handles=handles, loc="lower center", ncol=7, frameon=False, title="layer (bolder = more relevance)")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
@@ -363,24 +424,32 @@ def main(argv=None) -> str:
     device = pick_device(args.cuda)
     if device.type == "cpu":
         torch.set_num_threads(1)  # tiny tensors: one thread is faster than two
-    agent, meta = load_checkpoint(args.checkpoint, device)
+    agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
+    names, q_values = meta["action_names"], meta["outputs"] == "q_values"
     if agent.attn_heads == 0:
-        raise UsageError(f"'{args.checkpoint}' holds an agent without attention (--attn-heads 0): it has no tree.")
-    names = meta["action_names"]
+        print("note: this agent has no attention module, so its trees start at the peaks of Grad-CAM on conv3.")
     with output_folder(args.out, meta["run_name"], "tree", args.force) as out:
-        kept, _ = play_to(agent, meta["env_id"], steps, args.seed, args.greedy)
+        kept, _ = play_to(agent, meta["env_id"], steps, args.seed, args.greedy, meta["env_options"])
         for t, step in sorted(kept.items()):
             start = time.perf_counter()
-            tree = build_tree(agent, step.obs, args.roots, args.children, args.depth, threshold=args.threshold)
+            explained = None if agent.attn_heads else explained_action(None, step, q_values)  # as saliency.py's
+            tree = build_tree(agent, step.obs, args.roots, args.children, args.depth, threshold=args.threshold,
+                              activations=step.activations, action=explained)  # fmt: skip
             ms = (time.perf_counter() - start) * 1e3
             stem = os.path.join(out, f"step_{t:05d}")
             settings = dict(roots=args.roots, children=args.children, depth=args.depth, threshold=args.threshold)
             info = dict(env_id=meta["env_id"], checkpoint=os.path.abspath(args.checkpoint), step=t, settings=settings)
+            info |= dict(explains="attention" if explained is None else f"logit of {names[explained]}")
             save_tree(stem + ".json", tree, **info, action=step.action, action_name=names[step.action])
             n_nodes = sum(1 for _ in iter_nodes(tree))
-            title = f"{meta['env_id']}, step {t}: why the agent looks where it looks (it takes {names[step.action]})"
+            label = None if explained is None else target_label("action", None, names[explained], q_values)
+            why = "why the agent looks where it looks" if label is None else f"what in conv3 raises {label}"
+            title = f"{meta['env_id']}, step {t}: {why} (it takes {names[step.action]})"
             draw_tree(step.obs, step.frame, tree, title, stem + ".png")
             print(f"step {t}: {n_nodes} nodes in {ms:.1f} ms -> {stem}.png, .json", flush=True)
+            if not tree:  # Grad-CAM is ReLU(...): zero where no conv3 feature raises the logit
+                print(f"note: step {t} has no tree: Grad-CAM of {label} is zero everywhere (no conv3 feature "
+                      "raises it).")  # fmt: skip
     print(f"done: {out}")
     return out
 

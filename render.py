@@ -34,8 +34,8 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from play import Progress, exit_on_bad_input, load_checkpoint, make_writable_folder, output_folder, pick_device, play
 from ppo_attention import StopRequest, UsageError, attention_entropy
-from relevance_tree import LAYER_COLOURS, build_tree, iter_nodes, node_strength
-from saliency import collapse_frames, paint_attention, saliency_map
+from relevance_tree import LAYER_COLOURS, build_tree, iter_nodes, node_strength, root_label, tree_layers
+from saliency import collapse_frames, explained_action, paint_attention, saliency_map, target_label
 
 
 @dataclass
@@ -43,7 +43,9 @@ class Args:
     """Play one or more checkpoints of the same game; film them side by side and print their scores."""
 
     checkpoint: tuple[str, ...]
-    """one `run.pt` (or run folder) per agent; several agents play side by side, each its own game"""
+    """one file per agent (run.pt or run folder, CleanRL .pt/.cleanrl_model, SB3 .zip); several play side by side"""
+    env_id: Optional[str] = None
+    """the game of CleanRL or SB3 agents whose files do not name it, e.g. BreakoutNoFrameskip-v4"""
     overlay: Optional[Literal["attention", "saliency", "tree", "none"]] = None
     """what to draw over the game (default: attention, or saliency for agents trained without attention)"""
     method: Literal["smoothgrad", "gradient", "vargrad", "gradcam", "ig_black", "ig_blur", "perturbation"] = (
@@ -193,7 +195,7 @@ def draw_tree(frame: np.ndarray, tree: list, s: int) -> np.ndarray:
     view = np.ascontiguousarray(view[..., :3])
     roots = {}  # one label per square, just above it (below it at the top): heads often peak at the same unit
     for root in tree:
-        roots.setdefault(tuple(root["box210"][:3]), []).append(f"h{root['channel']} {root['relevance']:.2f}")
+        roots.setdefault(tuple(root["box210"][:3]), []).append(root_label(root, short=True))
     for (y0, x0, y1), texts in roots.items():
         label(view, ", ".join(texts), (x0 * s + s, y0 * s - s if y0 > 8 else y1 * s + 6 * s), TEXT_RGB, s + 1)
     return view
@@ -236,19 +238,19 @@ class AttentionOverlay:
 class SaliencyOverlay:
     """draw_saliency of saliency.saliency_map for each observation, max over the 4 frames."""
 
-    def __init__(self, agent, args: Args, action_names: list):
-        self.agent, self.args, self.names = agent, args, action_names
+    def __init__(self, agent, args: Args, action_names: list, q_values: bool = False):
+        self.agent, self.args, self.names, self.q_values = agent, args, action_names, q_values
         self.generator = torch.Generator(device=agent.conv1.weight.device).manual_seed(args.seed)
 
     def draw(self, step) -> np.ndarray:
         a = self.args
-        kw = dict(action=step.action, samples=a.samples, generator=self.generator)
+        kw = dict(action=explained_action(None, step, self.q_values), samples=a.samples, generator=self.generator)
         m = collapse_frames(saliency_map(self.agent, step.obs[None], a.method, a.target, **kw)[0]).cpu().numpy()
         return draw_saliency(step.frame, m, a.scale)
 
     def legend(self, panel, step) -> None:
-        what = {"action": f"the logit of {self.names[step.action]}", "value": "the value V(s)"}
-        panel.lines([f"{self.args.method} saliency of", what.get(self.args.target, "the attention peaks")])
+        action = self.names[explained_action(None, step, self.q_values)]
+        panel.lines([f"{self.args.method} saliency of", target_label(self.args.target, None, action, self.q_values)])
         steps = np.linspace(0, 1, SALIENCY_LEVELS)
         panel.colour_bar([("", SALIENCY_COLOURS * OPACITY * np.sqrt(steps)[:, None])], "0", "99th pct")
         panel.lines(["how much each pixel changes it,", "max over the 4 stacked frames,", "scaled per frame"])
@@ -257,21 +259,30 @@ class SaliencyOverlay:
 class TreeOverlay:
     """draw_tree of relevance_tree.build_tree for each observation."""
 
-    def __init__(self, agent, s: int):
-        self.agent, self.s = agent, s
+    def __init__(self, agent, s: int, q_values: bool = False):
+        self.agent, self.s, self.q_values = agent, s, q_values
 
     def draw(self, step) -> np.ndarray:
-        return draw_tree(step.frame, build_tree(self.agent, step.obs, activations=step.activations), self.s)
+        action = None if self.agent.attn_heads else explained_action(None, step, self.q_values)  # Grad-CAM's roots
+        return draw_tree(
+            step.frame, build_tree(self.agent, step.obs, activations=step.activations, action=action), self.s
+        )
 
     def legend(self, panel, step) -> None:
-        panel.lines(["relevance tree: why the agent", "looks where it looks"])
-        for name, colour in LAYER_COLOURS.items():
+        gradcam, what = not self.agent.attn_heads, "Q-value" if self.q_values else "logit"
+        if gradcam:  # an agent without attention: the tree starts at Grad-CAM's peaks
+            panel.lines(["relevance tree: what in conv3", f"raises the action's {what}"])
+        else:
+            panel.lines(["relevance tree: why the agent", "looks where it looks"])
+        for name, colour in ((n, LAYER_COLOURS[n]) for n in tree_layers(self.agent)):
             panel.draw.rectangle(
                 (panel.pad, panel.y + 3, panel.pad + panel.line // 2, panel.y + panel.line - 4), fill=colour
             )
             panel.draw.text((panel.pad + panel.line, panel.y), name, font=panel.small, fill=TEXT)
             panel.y += panel.line
-        panel.lines(["bolder = more relevance", "label: head, attention weight"])
+        panel.lines(
+            ["bolder = more relevance", "label: Grad-CAM's value" if gradcam else "label: head, attention weight"]
+        )
 
 
 class NoOverlay:
@@ -286,12 +297,14 @@ class NoOverlay:
 
 
 class Panel:
-    """One agent's side panel (PIL): who it is, the step, score and value, the policy as bars, the legend."""
+    """One agent's side panel (PIL): who it is, the step, score and value, the policy as bars (a DQN's Q-values,
+    the bars spanning the lowest to the highest), the legend."""
 
-    def __init__(self, width: int, height: int, s: int, title: str, action_names: list):
+    def __init__(self, width: int, height: int, s: int, title: str, action_names: list, epsilon=None):
         self.font, self.small = ImageFont.truetype(FONT, 5 * s + 1), ImageFont.truetype(FONT, 4 * s + 1)
         self.line, self.pad = int(1.3 * self.font.size), 3 * s
         self.size, self.title, self.names = (width, height), title, action_names
+        self.q_values, self.epsilon = epsilon is not None, epsilon  # a DQN's: it acts epsilon-greedily
 
     def lines(self, texts: list, colour=DIM) -> None:
         for text in texts:
@@ -320,25 +333,34 @@ class Panel:
             self.draw.text((self.pad, self.y), text, font=self.font, fill=colour)
             self.y += self.line
         self.draw.text((self.pad, self.y), f"step {step.t}   score {step.score:g}", font=self.font, fill=TEXT)
-        self.draw.text((self.pad, self.y + self.line), f"value V(s) {step.value:+.3f}", font=self.font, fill=TEXT)
+        value = f"{'max Q(s, a)' if self.q_values else 'value V(s)'} {step.value:+.3f}"
+        self.draw.text((self.pad, self.y + self.line), value, font=self.font, fill=TEXT)
         self.y += 2 * self.line + self.pad
-        self.draw.text((self.pad, self.y), "action probabilities", font=self.small, fill=DIM)
+        if self.q_values:  # Q-values differ by little: the bars span the lowest to the highest (empty to full)
+            shown = step.activations["logits"][0].float().cpu().numpy()
+            lo, hi = float(shown.min()), float(shown.max())
+            spans = [(0.0, (q - lo) / max(hi - lo, 1e-9)) for q in shown]
+            title = f"Q(s, a), bars from {lo:+.3f} to {hi:+.3f}"
+        else:
+            shown, spans, title = step.probs, [(0.0, float(p)) for p in step.probs], "action probabilities"
+        self.draw.text((self.pad, self.y), title, font=self.small, fill=DIM)
         self.y += self.line
         x0 = self.pad + int(max(self.draw.textlength(n, font=self.small) for n in self.names)) + self.pad
         x1, row = self.size[0] - 3 * self.line, min(self.line, (self.size[1] // 2 - self.y) // len(self.names))
         self.bars = []  # (y0, y1, x0, x1) of each action's bar track
-        for i, (name, p) in enumerate(zip(self.names, step.probs)):
+        for i, (name, v, (a, b)) in enumerate(zip(self.names, shown, spans)):
             taken = i == step.action
             y = self.y + i * row
             self.bars.append((y + row // 5, y + row * 4 // 5, x0, x1))
             self.draw.text((self.pad, y), name, font=self.small, fill=TAKEN if taken else TEXT)
             self.draw.rectangle((x0, y + row // 5, x1, y + row * 4 // 5), fill=TRACK)
-            self.draw.rectangle(
-                (x0, y + row // 5, x0 + (x1 - x0) * float(p), y + row * 4 // 5), fill=TAKEN if taken else BAR
-            )
-            self.draw.text((x1 + self.pad, y), f"{p:.2f}", font=self.small, fill=DIM)
+            bar = (x0 + (x1 - x0) * a, y + row // 5, x0 + (x1 - x0) * b, y + row * 4 // 5)
+            self.draw.rectangle(bar, fill=TAKEN if taken else BAR)
+            self.draw.text((x1 + self.pad, y), f"{v:+.3f}" if self.q_values else f"{v:.2f}", font=self.small, fill=DIM)
         self.y += len(self.names) * row + self.pad
-        self.lines(["orange: the action taken" + (" (FIRE after a lost life)" if step.forced else "")])
+        taken = "orange: the action taken" + (" (FIRE after a lost life)" if step.forced else "")
+        greedy = [f"(greedy, or with probability {self.epsilon:g}", "a random one)"] if self.q_values else []
+        self.lines([taken, *greedy])
         overlay.legend(self, step)
         return np.asarray(self.img)
 
@@ -368,21 +390,23 @@ def check_args(args: Args) -> None:
 
 def make_overlay(args: Args, overlay: str, agent, meta: dict):
     """The overlay to draw for one agent; UsageError (one sentence) when it cannot be drawn for it."""
-    needs_attention = overlay in ("attention", "tree") or (overlay == "saliency" and args.target == "attention")
+    needs_attention = overlay == "attention" or (overlay == "saliency" and args.target == "attention")
     if needs_attention and agent.attn_heads == 0:
         raise UsageError(
-            f"'{meta['path']}' holds an agent without attention (--attn-heads 0), so it has no {overlay} "
+            f"'{meta['path']}' holds an agent without attention, so it has no {overlay} "
             f"{'target' if overlay == 'saliency' else 'overlay'}; use --overlay saliency --target action, or --overlay none."
         )
     if overlay == "attention":
         return AttentionOverlay(agent.attn_heads, args.scale)
     if overlay == "saliency":
-        return SaliencyOverlay(agent, args, meta["action_names"])
-    return TreeOverlay(agent, args.scale) if overlay == "tree" else NoOverlay(args.scale)
+        return SaliencyOverlay(agent, args, meta["action_names"], meta["outputs"] == "q_values")
+    return TreeOverlay(agent, args.scale, meta["outputs"] == "q_values") if overlay == "tree" else NoOverlay(args.scale)
 
 
 def agent_title(meta: dict) -> str:
-    steps = f"{meta.get('global_step', 0) / 1e6:.2f}M steps"
+    steps = f"{(meta.get('global_step') or 0) / 1e6:.2f}M steps"
+    if meta["source"] != "ppo_attention.py":  # an agent trained elsewhere: CleanRL's files do not count steps
+        return f"{meta['source']}, {steps}" if meta.get("global_step") else meta["source"]
     return f"attn-coef {meta['args']['attn_coef']:g}, {steps}" if meta["attn_heads"] else f"no attention, {steps}"
 
 
@@ -405,7 +429,7 @@ class Film:
         self.path, self.s, self.overlays, self.frames = path, s, overlays, 0
         panel_w = 100 * s + (-260 * s) % 16  # each block is a multiple of 16 px wide, as H.264 wants
         self.block_w, height = FRAME_W * s + panel_w, FRAME_H * s + (-FRAME_H * s) % 16
-        self.panels = [Panel(panel_w, height, s, agent_title(m), m["action_names"]) for m in metas]
+        self.panels = [Panel(panel_w, height, s, agent_title(m), m["action_names"], m.get("epsilon")) for m in metas]
         self.canvas = np.zeros((height, len(metas) * self.block_w, 3), np.uint8)
         self.writer = imageio.get_writer(path + ".partial.mp4", fps=args.fps, codec="libx264", macro_block_size=16,
                                          ffmpeg_log_level="error", ffmpeg_params=["-preset", "veryfast"])  # fmt: skip
@@ -494,12 +518,14 @@ class Explorer:
         self.writer.close()
 
 
-def play_round(args: Args, agents: list, env_id: str, e: int, film, stop, progress, explorer=None) -> list:
+def play_round(args: Args, agents: list, env_id: str, e: int, film, stop, progress, explorer=None, env_options=None):
     """Game e of every agent, from seed + e, filmed side by side: each game's record (seed, score, steps,
-    mean attention entropy per head), or an empty list when Ctrl-C stopped the round."""
+    mean attention entropy per head), or an empty list when Ctrl-C stopped the round. env_options: each agent's
+    `meta["env_options"]` (None: this project's)."""
     seed, n = args.seed + e, len(agents)
     last, entropies, over = [None] * n, [[] for _ in agents], [False] * n
-    for steps in in_step([play(agent, env_id, seed, args.greedy, args.max_steps) for agent in agents]):
+    plays = [play(a, env_id, seed, args.greedy, args.max_steps, o) for a, o in zip(agents, env_options or [None] * n)]
+    for steps in in_step(plays):
         for i, st in enumerate(steps):
             if st is not None:
                 last[i] = st
@@ -545,8 +571,9 @@ def main(argv=None) -> dict:
     device = pick_device(args.cuda)
     if device.type == "cpu":
         torch.set_num_threads(1)  # batch-1 forward passes: threads cost more than they give, and ffmpeg needs a core
-    loaded = [load_checkpoint(c, device) for c in args.checkpoint]
+    loaded = [load_checkpoint(c, device, args.env_id) for c in args.checkpoint]
     agents, metas = [agent for agent, _ in loaded], [meta for _, meta in loaded]
+    options = [meta["env_options"] for meta in metas]  # each agent sees its game as it was trained to
     if len({m["env_id"] for m in metas}) > 1:
         raise UsageError(f"the checkpoints play different games ({', '.join(m['env_id'] for m in metas)}).")
     kind = args.overlay or ("attention" if all(agent.attn_heads for agent in agents) else "saliency")
@@ -563,7 +590,8 @@ def main(argv=None) -> dict:
         try:
             for e in range(args.episodes):
                 for agent_games, record in zip(
-                    games, play_round(args, agents, metas[0]["env_id"], e, film, stop, progress, explorer)
+                    games,
+                    play_round(args, agents, metas[0]["env_id"], e, film, stop, progress, explorer, options),
                 ):
                     agent_games.append(record)
                 if stop.requested:

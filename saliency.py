@@ -20,7 +20,12 @@ map per method:
   (sigma 3) under a Gaussian mask (sigma^2 = 25) at each point of a grid every `stride` px.
 
 Targets: `action` (the chosen action's logit; perturbation: all logits), `value` (V(s)),
-`attention` (log-attention at each head's peak; perturbation: the attention maps).
+`attention` (log-attention at each head's peak; perturbation: the attention maps). For a DQN (a Q-value
+agent, see play.QValueAgent) the logits are the Q-values: `action` explains the greedy action's Q-value
+Q(s, a*), `value` max_a Q(s, a).
+
+Any policy network, not only this project's `Agent`: `AnyPolicy(model)` gives a `torch.nn.Module` that maps a
+batch of observations to logits what the maps need (see README, "Explain your own agent").
 
     python saliency.py --checkpoint runs/<run_name>/run.pt --steps 20 60 120 --target action
 """
@@ -61,7 +66,9 @@ class Args:
     """Play the checkpoint's game and write, for each chosen step, a figure of every saliency map."""
 
     checkpoint: str
-    """a `run.pt` written by ppo_attention.py (or its run folder)"""
+    """a `run.pt` of ppo_attention.py (or its run folder), a CleanRL .pt/.cleanrl_model or a Stable-Baselines3 .zip"""
+    env_id: Optional[str] = None
+    """the game of a CleanRL or SB3 agent whose file does not name it, e.g. BreakoutNoFrameskip-v4"""
     steps: tuple[int, ...] = (20, 60, 120)
     """agent steps of the game to explain (0 = the first observation); one figure each"""
     method: tuple[Method, ...] = ()
@@ -71,7 +78,7 @@ class Args:
     head: Optional[int] = None
     """one attention head for the attention map and target (default: all heads summed)"""
     action: Optional[int] = None
-    """the action whose logit --target action explains (default: the action the agent takes)"""
+    """the action whose logit --target action explains (default: the action the agent takes; a DQN's greedy action)"""
     samples: int = 50
     """noisy copies per observation for SmoothGrad and VarGrad"""
     noise: float = 0.15
@@ -114,7 +121,9 @@ def check_options(
         return
     if agent.attn_heads == 0 and "attention" in (method, target):
         what = "attention map" if method == "attention" else "attention target; use --target action or value"
-        raise UsageError(f"this agent has no attention module (trained with --attn-heads 0), so it has no {what}.")
+        raise UsageError(f"this agent has no attention module (a plain Nature CNN), so it has no {what}.")
+    if target == "value" and not getattr(agent, "has_value", True):
+        raise UsageError("this policy gives no value V(s) (a model returning logits alone), so it has no value target.")
     if head is not None and not 0 <= head < max(agent.attn_heads, 1):
         raise UsageError(f"--head {head} is out of range; this agent has {agent.attn_heads} attention head(s).")
     actions = [] if action is None else torch.as_tensor(action).flatten().tolist()
@@ -230,13 +239,19 @@ def gradcam(agent, x, target, heads, peak, action, chunk) -> torch.Tensor:
     maps = []
     for start in range(0, x.shape[0], chunk):
         rows = slice(start, start + chunk)
-        with torch.enable_grad():
-            a = agent.activations(x[rows], check=False)
-            score = gradient_target(a, target, heads, peak[rows], action[rows])
-            (grad,) = torch.autograd.grad(score.sum(), a["features"])
-        alpha = grad.mean((2, 3), keepdim=True)  # (C, 64, 1, 1)
-        maps.append(F.relu((alpha * a["features"]).sum(1)).detach())
+        alpha, features = gradcam_weights(agent, x[rows], target, heads, peak[rows], action[rows])
+        maps.append(F.relu((alpha[:, :, None, None] * features).sum(1)))
     return torch.cat(maps)
+
+
+def gradcam_weights(agent, x, target, heads, peak, action) -> tuple:
+    """Grad-CAM's alpha (B, 64), the mean over the 49 places of d target / d A_k, and A (B, 64, 7, 7) (see
+    `gradcam`): the map at place p is ReLU(sum_k alpha_k A_k(p)), channel k's share alpha_k A_k(p)."""
+    with torch.enable_grad():
+        a = agent.activations(x, check=False)
+        score = gradient_target(a, target, heads, peak, action)
+        (grad,) = torch.autograd.grad(score.sum(), a["features"])
+    return grad.mean((2, 3)), a["features"].detach()
 
 
 @functools.lru_cache(maxsize=8)
@@ -364,13 +379,66 @@ def saliency_map(agent: Agent, obs, method: str = "smoothgrad", target: str = "a
     return saliency_maps(agent, obs, (method,), target, **kw)[method]
 
 
-def target_label(target: str, head: Optional[int], action_name: str) -> str:
-    """What a map explains, in words."""
+def target_label(target: str, head: Optional[int], action_name: str, q_values: bool = False) -> str:
+    """What a map explains, in words (q_values: a DQN's, whose logits are Q-values)."""
     if target == "action":
-        return f"the logit of {action_name}"
+        return f"Q(s, {action_name}), the greedy action's Q-value" if q_values else f"the logit of {action_name}"
     if target == "value":
-        return "the value V(s)"
+        return "V(s) = max_a Q(s, a)" if q_values else "the value V(s)"
     return f"the log-attention at head {head}'s peak" if head is not None else "the log-attention at the heads' peaks"
+
+
+# ----------------------------------------------------------------------------- any policy network
+
+
+class AnyPolicy(torch.nn.Module):
+    """Any policy network, as the maps here and faithfulness.py's scores read this project's `Agent`.
+
+    model: a torch.nn.Module from a batch of 4 stacked 84x84 frames (B, 4, 84, 84) to logits (B, A) (or a DQN's
+    Q-values), or to (logits, V(s)) for the value target. It gets float frames times `input_scale`: 255 for a
+    network that divides its input by 255 itself (CleanRL's, SB3's), 1 for one that takes [0, 1]. layers: {name:
+    module} for the methods that read a layer; `activations` holds each module's output under its name (Grad-CAM
+    reads "conv3": the last convolution's rectified maps, e.g. the ReLU after it). There is no attention module:
+    the attention map and target are refused with one sentence, as is the value target without V(s).
+    """
+
+    attn_heads = 0
+
+    def __init__(self, model: torch.nn.Module, input_scale: float = 255.0, layers: Optional[dict] = None):
+        super().__init__()
+        self.model, self.input_scale, self.layers, self.has_value = model, input_scale, dict(layers or {}), True
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            probe = self.activations(torch.zeros(1, 4, 84, 84, device=device))
+        self.n_actions, self.has_value = probe["logits"].shape[-1], "value" in probe
+
+    def activations(self, x: torch.Tensor, check: bool = True) -> dict:
+        """{"logits", "value" (if the model gives it), "attention" and "attn_logits" (B, 0, 7, 7), every layer}."""
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        elif check and (not x.is_floating_point() or bool(((x < 0) | (x > 1)).any())):
+            raise ValueError(
+                f"AnyPolicy takes uint8 frames or float frames / 255 in [0, 1], not {x.dtype} up to {x.max():g}."
+            )
+        out = {}
+        hooks = [m.register_forward_hook(lambda m, i, o, name=name: out.update({name: o})) for name, m in self.layers.items()]  # fmt: skip
+        try:
+            outputs = self.model(x * self.input_scale)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if isinstance(outputs, (tuple, list)):  # (logits, V(s))
+            out["logits"], out["value"] = outputs[0], outputs[1].reshape(-1, 1)
+        else:
+            out["logits"] = outputs
+        if "conv3" in out:  # what Grad-CAM reads: in a plain Nature CNN, conv3's rectified maps
+            out.setdefault("features", out["conv3"])
+        out["attention"] = out["attn_logits"] = x.new_zeros(x.shape[0], 0, 7, 7)
+        return out
+
+    def forward(self, x: torch.Tensor) -> tuple:  # (logits, value or None, attention (B, 0, 7, 7)), as the Agent's
+        out = self.activations(x)
+        return out["logits"], out.get("value"), out["attention"]
 
 
 # ----------------------------------------------------------------------------- the command line
@@ -406,6 +474,13 @@ def save_figure(path: str, maps: dict, step, title: str, heads: int) -> None:
     plt.close(fig)
 
 
+def explained_action(action: Optional[int], step, q_values: bool) -> int:
+    """The action whose logit the maps explain: --action, else the one the agent took, or a DQN's greedy one."""
+    if action is not None:
+        return action
+    return int(step.activations["logits"][0].argmax()) if q_values else step.action
+
+
 def main(argv=None) -> str:
     """Play, compute every method's maps at each chosen step, write the figures and the .npz; returns the folder."""
     args = tyro.cli(Args, args=argv)
@@ -415,17 +490,20 @@ def main(argv=None) -> str:
     options = (args.target, args.head, args.action, args.samples, args.noise, args.stride, args.chunk, args.ig_steps)
     for method in args.method or METHODS:  # the settings are checked before anything is loaded or played
         check_options(None, method, *options)
-    agent, meta = load_checkpoint(args.checkpoint, pick_device(args.cuda))
+    agent, meta = load_checkpoint(args.checkpoint, pick_device(args.cuda), args.env_id)
     methods = list(dict.fromkeys(args.method)) or [m for m in METHODS if agent.attn_heads or m != "attention"]
+    if not args.method and not agent.attn_heads:
+        print("note: this agent has no attention module, so its maps are all but the attention map.")
     for method in methods:
         check_options(agent, method, *options)
-    names = meta["action_names"]
+    names, q_values = meta["action_names"], meta["outputs"] == "q_values"
     with output_folder(args.out, meta["run_name"], "saliency", args.force) as out:
-        kept, played = play_to(agent, meta["env_id"], steps, args.seed, args.greedy)
+        kept, played = play_to(agent, meta["env_id"], steps, args.seed, args.greedy, meta["env_options"])
+        explained = {t: explained_action(args.action, kept[t], q_values) for t in steps}
         generator = torch.Generator(device=agent.conv1.weight.device).manual_seed(args.seed)
         maps = {m: np.zeros((len(steps), 4, 84, 84), np.float32) for m in methods}
         for i, t in enumerate(steps):
-            step, action = kept[t], args.action if args.action is not None else kept[t].action
+            step, action = kept[t], explained[t]
             start = time.perf_counter()
             signed = saliency_maps(agent, step.obs[None], methods, args.target, args.head, action, args.samples,
                                    args.noise, args.stride, args.chunk, signed=True, generator=generator,
@@ -434,7 +512,7 @@ def main(argv=None) -> str:
                 maps[method][i] = m[0].cpu().numpy()
             title = (
                 f"{meta['env_id']}, step {t}: the agent takes {names[step.action]} | the maps explain "
-                f"{target_label(args.target, args.head, names[action])}"
+                f"{target_label(args.target, args.head, names[action], q_values)}"
             )
             path = os.path.join(out, f"step_{t:05d}.png")
             save_figure(path, {m: np.abs(maps[m][i]) for m in methods}, step, title, agent.attn_heads)
@@ -449,7 +527,7 @@ def main(argv=None) -> str:
             observations=np.stack([kept[t].obs for t in steps]),
             frames=np.stack([kept[t].frame for t in steps]),
             actions=[kept[t].action for t in steps],
-            explained_actions=[args.action if args.action is not None else kept[t].action for t in steps],
+            explained_actions=[explained[t] for t in steps],
             episode_actions=played,
             methods=methods,
             **settings,

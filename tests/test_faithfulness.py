@@ -320,7 +320,7 @@ def test_end_to_end_writes_exactly_the_documented_json_a_csv_and_two_figures(tin
     with open(os.path.join(out, "faithfulness.json")) as f:
         data = json.load(f)
     assert set(data) == {"checkpoint", "env_id", "states", "games", "explained", "baseline", "ig_steps", "margin_px",
-                         "sanity_states", "ig_completeness_error", "methods", "attention_heads"}  # fmt: skip
+                         "sanity_states", "ig_completeness_error", "policy", "methods", "attention_heads"}  # fmt: skip
     assert (data["checkpoint"], data["env_id"], data["states"], data["baseline"], data["explained"]) == (
         tiny_checkpoint,
         "BreakoutNoFrameskip-v4",

@@ -15,6 +15,7 @@ from play import load_checkpoint, make_env
 from ppo_attention import Agent
 from relevance_tree import (
     BOX_GEOMETRY,
+    GRADCAM_LAYERS,
     LAYERS,
     build_tree,
     descend,
@@ -330,8 +331,6 @@ def test_sizes_depth_and_bad_arguments(agent, observations):
     for kw in (dict(roots=0), dict(children=-1), dict(depth=6), dict(depth=-1), dict(threshold=1.5)):
         with pytest.raises(ValueError):
             build_tree(agent, obs, **kw)
-    with pytest.raises(ValueError, match="no attention"):
-        build_tree(Agent(4, attn_heads=0), obs)
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -414,7 +413,6 @@ def test_cli_rejects_bad_input_with_one_sentence(tiny_checkpoint, tiny_baseline_
     ok = ["--checkpoint", tiny_checkpoint]
     in_process = {
         "corrupt checkpoint": (["--checkpoint", str(corrupt)], "not a readable checkpoint"),
-        "baseline checkpoint": (["--checkpoint", tiny_baseline_checkpoint], "without attention"),
         "zero roots": ([*ok, "--roots", "0"], "--roots and --children must be positive"),
         "negative children": ([*ok, "--children", "-2"], "--roots and --children must be positive"),
         "depth beyond the network": ([*ok, "--depth", "6"], "--depth must be between 0 and 5"),
@@ -430,3 +428,61 @@ def test_cli_rejects_bad_input_with_one_sentence(tiny_checkpoint, tiny_baseline_
     result = run_cli("--checkpoint", str(tmp_path / "nope.pt"))  # and as a real process
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and lines == [f"error: checkpoint '{tmp_path / 'nope.pt'}' does not exist."]
+
+
+# ----------------------------------------------------------------------------- agents without attention: Grad-CAM roots
+
+
+def test_a_tree_without_attention_starts_at_grad_cams_peaks(tiny_baseline_checkpoint, observations):
+    """The roots are the peaks of saliency.gradcam for the action's logit, with its values; each root's conv3
+    children are the channels k with the largest alpha_k A_k(p), and they share the root's relevance by them.
+    Every action of every observation: the tree explains the action asked for (a map of zeros: no tree)."""
+    from saliency import gradcam, gradcam_weights
+
+    baseline, trees = load_checkpoint(tiny_baseline_checkpoint)[0], 0
+    for obs, action in ((o, a) for o in observations for a in range(baseline.n_actions)):
+        x = torch.as_tensor(obs)[None].float() / 255
+        target = ("action", [], torch.zeros(1, 0, dtype=torch.long), torch.tensor([action]))
+        cam = gradcam(baseline, x, *target, chunk=1)[0]  # (7, 7)
+        tree = build_tree(baseline, obs, roots=3, children=4, action=action)
+        assert bool(tree) == bool(cam.max() > 0)
+        trees += bool(tree)
+        assert all(r["layer"] == "gradcam" and r["channel"] == action for r in tree)
+        values, index, valid = find_peaks(cam[None], 3, 0.1)
+        assert [(r["y"] * 7 + r["x"], r["relevance"]) for r in tree] == pytest.approx(
+            list(zip(index[valid].tolist(), values[valid].tolist()))
+        )
+        alpha, features = gradcam_weights(baseline, x, *target)
+        for root in tree:
+            share = (alpha[0] * features[0, :, root["y"], root["x"]]).clamp(min=0)  # (64,) channel k's part
+            children = root["children"]
+            assert [c["layer"] for c in children] == ["conv3"] * len(children)
+            assert [c["channel"] for c in children] == share.topk(4).indices.tolist()[: len(children)]
+            for c in children:
+                expected = root["relevance"] * share[c["channel"]].item() / share.sum().item()
+                assert c["relevance"] == pytest.approx(expected, rel=1e-4)
+        if tree:
+            assert {n["layer"] for n, _ in iter_nodes(tree)} == set(GRADCAM_LAYERS)
+            assert max(d for _, d in iter_nodes(tree)) == 4
+        for node, _ in iter_nodes(tree):  # relevance is shared, never created
+            assert sum(c["relevance"] for c in node["children"]) <= node["relevance"] * (1 + 1e-5)
+    assert trees >= len(observations)
+    greedy_tree = build_tree(baseline, observations[0], depth=2)  # default: the greedy action
+    assert {n["layer"] for n, _ in iter_nodes(greedy_tree)} <= {"gradcam", "conv3"}
+    assert all(not r["children"] for r in build_tree(baseline, observations[0], depth=1))  # the roots alone
+
+
+def test_a_grad_cam_of_zeros_gives_no_tree(tiny_baseline_checkpoint, observations):
+    baseline = load_checkpoint(tiny_baseline_checkpoint)[0]
+    silent = Agent(baseline.n_actions, 0)
+    silent.load_state_dict(baseline.state_dict())
+    with torch.no_grad():
+        silent.actor.weight.zero_()  # no logit depends on conv3: Grad-CAM is 0 everywhere
+    assert build_tree(silent, observations[0]) == []
+
+
+def test_cli_explains_an_agent_without_attention_with_grad_cam(tiny_baseline_checkpoint, tmp_path, capsys):
+    out = cli(["--checkpoint", tiny_baseline_checkpoint, "--steps", "2", "--out", str(tmp_path / "t")])
+    assert "trees start at the peaks of Grad-CAM" in capsys.readouterr().out
+    tree, info = load_tree(os.path.join(out, "step_00002.json"))
+    assert tree[0]["layer"] == "gradcam" and info["explains"] == f"logit of {info['action_name']}"

@@ -270,7 +270,6 @@ BAD_INPUT = {  # case: (arguments, what the one line must say)
         ["--checkpoint", "BASELINE", "--overlay", "attention"],
         "use --overlay saliency --target action",
     ),
-    "baseline tree": (["--checkpoint", "BASELINE", "--overlay", "tree"], "without attention"),
     "two games": (["--checkpoint", "TINY", "BAD/pong.pt"], "different games"),
     "mixed attention": (["--checkpoint", "TINY", "BASELINE", "--overlay", "attention"], "without attention"),
 }
