@@ -11,13 +11,16 @@ plotly's `include_plotlyjs=True` embeds) and nothing is fetched from the network
   and `draw_tree`, the very functions that draw its videos: the attention of all heads and of each head, each
   saliency method of `saliency.saliency_maps` (whatever methods `saliency.METHODS` holds), the relevance tree.
 - **Decision**: the policy as bars, V(s) and the score; over the game, curves of the policy and V(s) with a cursor.
+  A DQN (play.QValueAgent): its Q-values as bars from the lowest to the highest, max_a Q(s, a), and their curves.
 - **The relevance tree in 3D** (`relevance_tree.build_tree`): the input frame (max over the 4 stacked frames) is
   the floor; conv1, conv2, conv3, attn_hidden and the attention are planes above it, each unit at the centre of
   its receptive field; the nodes sit at their units' places, edges run from parent to child, wider with more
-  relevance. Drag to rotate, scroll to zoom, click a node to select it.
+  relevance. Drag to rotate, scroll to zoom, click a node to select it. An agent without attention (CleanRL's,
+  SB3's, `--attn-heads 0`): the tree starts at Grad-CAM's peaks on conv3 for the explained action's logit (a
+  DQN: its greedy action's Q-value), a plane above conv3's in place of attn_hidden's and the attention's.
 - **Filters**: selecting a node outlines its receptive field on the frame and shows its channel's activation map
-  at this step; selecting a channel (conv1-3, attention head, input frame) shows its map and highlights the tree's
-  nodes that run through it (the nodes of that channel, their ancestors and their descendants).
+  at this step; selecting a channel (conv1-3, attention head or Grad-CAM, input frame) shows its map and
+  highlights the tree's nodes that run through it (the nodes of that channel, their ancestors and descendants).
 
 The page holds every step's overlays as lossless WebP images and the activation maps of every conv channel as
 bytes (each map scaled by its own maximum, which the page keeps), deflated; a few lines of JavaScript at the end
@@ -56,14 +59,15 @@ from ppo_attention import UsageError
 from relevance_tree import (
     BOX_GEOMETRY,
     LAYER_COLOURS,
-    LAYERS,
     MAX_DEPTH,
     build_tree,
     check_sizes,
+    gradcam_map,
     iter_nodes,
     node_strength,
+    tree_layers,
 )
-from saliency import METHODS, TARGETS, collapse_frames, explained_action, saliency_maps, target_label
+from saliency import METHODS, TARGETS, as_float_input, collapse_frames, explained_action, saliency_maps, target_label
 
 
 @dataclass
@@ -87,13 +91,14 @@ class Args:
     """saliency methods to draw (default: every method of saliency.py but `attention`, which the attention
     overlays show)"""
     target: Literal[TARGETS] = "action"
-    """what the saliency maps explain: the taken action's logit, V(s), or the attention peaks"""
+    """what the saliency maps explain: the taken action's logit (a DQN: its greedy action's Q-value), V(s) (a DQN:
+    max_a Q(s, a)), or the attention peaks"""
     samples: int = 16
     """noisy copies per step for SmoothGrad and VarGrad (saliency.py uses 50: less noisy, 3x slower)"""
     grid: int = 8
     """grid spacing in input pixels of the perturbation saliency (saliency.py uses 5: finer, 2.4x slower)"""
     roots: int = 2
-    """attention peaks per head: the roots of each step's relevance tree"""
+    """attention peaks per head (without attention: Grad-CAM's peaks): the roots of each step's relevance tree"""
     children: int = 3
     """largest number of children per node of the tree"""
     scale: int = 3
@@ -137,18 +142,27 @@ LEGENDS = {  # what each overlay of the frame shows, in words
     "tree": "Squares: the receptive fields of the tree's nodes, one colour per layer (conv1 blue, conv2 green, conv3 "
     "yellow, attn_hidden orange, attention red), bolder with more relevance; input pixels in pink; labels: head and "
     "attention weight of each root.",
+    "gradcam tree": "Squares: the receptive fields of the tree of what in conv3 raises {what}, one colour per layer "
+    "(conv1 blue, conv2 green, conv3 yellow, Grad-CAM's peaks red), bolder with more relevance; input pixels in pink; "
+    "labels: Grad-CAM's value at each root (G).",
 }
 
 
-def overlays(heads: int, methods: tuple, target: str) -> list:
+def explained_words(target: str, q_values: bool) -> str:
+    """What a map of the page explains, in saliency.py's words: the logit of the action taken, or a DQN's Q(s, a*)."""
+    return target_label(target, None, "a*" if q_values else "the action taken", q_values)
+
+
+def overlays(heads: int, methods: tuple, target: str, q_values: bool = False) -> list:
     """(key, name in the menu, what it shows) of every overlay of the page's frame, in the order of the menu."""
     found = [("frame", "the game only", LEGENDS["frame"])]
     if heads:
         found.append(("attention", "attention: all heads", LEGENDS["attention"]))
         found += [(f"head{h}", f"attention: head {h}", LEGENDS["head"]) for h in range(heads)]
-    what = target_label(target, None, "the action taken")
+    what = explained_words(target, q_values)
     found += [(m, f"saliency: {m}", LEGENDS["saliency"].format(what=what, method=m)) for m in methods]
-    return found + ([("tree", "relevance tree", LEGENDS["tree"])] if heads else [])
+    tree = LEGENDS["tree"] if heads else LEGENDS["gradcam tree"].format(what=explained_words("action", q_values))
+    return found + [("tree", "relevance tree", tree)]
 
 
 def kept_steps(agent, env_id: str, args: Args, env_options: Optional[dict] = None):
@@ -193,15 +207,16 @@ def step_maps(step) -> dict:
     return {k: quantized(v.float().cpu().numpy()) for k, v in maps.items() if len(v)}
 
 
-def tree_rows(tree: list) -> list:
-    """The tree as rows, parents first: [layer index in LAYERS, channel, y, x, relevance, parent row (-1: root),
-    strength (relevance / its layer's strongest), centre x, centre y in the input, frame box y0, x0, y1, x1]."""
+def tree_rows(tree: list, layers: tuple) -> list:
+    """The tree as rows, parents first: [layer index in `layers` (the tree's, relevance_tree.tree_layers), channel,
+    y, x, relevance, parent row (-1: root), strength (relevance / its layer's strongest), centre x, centre y in the
+    input, frame box y0, x0, y1, x1]."""
     strength, row_of, rows = node_strength(tree), {}, []
     parent_of = {id(c): id(n) for n, _ in iter_nodes(tree) for c in n["children"]}
     for node, _ in iter_nodes(tree):
         row_of[id(node)] = len(rows)
         y0, x0, y1, x1 = node["box84"]
-        rows.append([LAYERS.index(node["layer"]), node["channel"], node["y"], node["x"],
+        rows.append([layers.index(node["layer"]), node["channel"], node["y"], node["x"],
                      float(f"{node['relevance']:.4g}"), row_of.get(parent_of.get(id(node)), -1),
                      round(strength[id(node)], 3), (x0 + x1) / 2, (y0 + y1) / 2, *node["box210"]])  # fmt: skip
     return rows
@@ -209,17 +224,21 @@ def tree_rows(tree: list) -> list:
 
 def overlay_images(step, saliency: dict, tree: list, heads: int, s: int) -> dict:
     """The frame under every overlay of the page, drawn by render.py as in its videos: {key: (210 s, 160 s, 3)}.
-    saliency: {method: (84, 84) map}; tree: build_tree's (ignored without heads)."""
+    saliency: {method: (84, 84) map}; tree: build_tree's."""
     images = {"frame": render.upscale(step.frame, s)}
     if heads:
         images["attention"] = render.draw_attention(step.frame, step.attention, s)
         images |= {f"head{h}": render.draw_attention(step.frame, step.attention, s, [h]) for h in range(heads)}
     images |= {method: render.draw_saliency(step.frame, m84, s) for method, m84 in saliency.items()}
-    return images | ({"tree": render.draw_tree(step.frame, tree, s)} if heads else {})
+    return images | {"tree": render.draw_tree(step.frame, tree, s)}
 
 
-def hidden_maps(step, tree: list) -> dict:
-    """{channel: its 7x7 map} of the attn_hidden channels in the tree (the page keeps no other of its 512)."""
+def hidden_maps(step, tree: list, gradcam: Optional[tuple] = None) -> dict:
+    """{channel: its 7x7 map} of the tree's 7x7 layer whose maps the page keeps only where the tree passes: the
+    attn_hidden channels in the tree (of its 512); without attention, gradcam = (the explained action, its
+    Grad-CAM map (7, 7)), the map whose peaks are the roots (its channel: the action)."""
+    if gradcam is not None:
+        return {gradcam[0]: np.round(gradcam[1].float().cpu().numpy(), 4).tolist()}
     channels = sorted({node["channel"] for node, _ in iter_nodes(tree) if node["layer"] == "attn_hidden"})
     return {c: np.round(step.activations["attn_hidden"][0, c].float().cpu().numpy(), 4).tolist() for c in channels}
 
@@ -231,13 +250,16 @@ def explain(agent, batch: list, args: Args, methods: tuple, generator) -> list:
     kw = dict(action=explained, samples=args.samples, stride=args.grid, generator=generator)
     maps = saliency_maps(agent, obs, methods, args.target, **kw) if methods else {}
     maps = {m: collapse_frames(v).cpu().numpy() for m, v in maps.items()}  # (B, 84, 84) each
-    records, heads = [], agent.attn_heads
+    records, heads, layers = [], agent.attn_heads, tree_layers(agent)
+    cams = None if heads else gradcam_map(agent, as_float_input(agent, obs), torch.as_tensor(explained))  # (B, 7, 7)
     for b, step in enumerate(batch):
-        tree = build_tree(agent, step.obs, args.roots, args.children, activations=step.activations) if heads else []
+        action = None if heads else explained[b]  # without attention the tree starts at Grad-CAM's peaks for it
+        tree = build_tree(agent, step.obs, args.roots, args.children, activations=step.activations, action=action)
         images = overlay_images(step, {m: maps[m][b] for m in methods}, tree, heads, args.scale)
+        hidden = hidden_maps(step, tree, None if heads else (action, cams[b]))
         records.append(dict(t=step.t, probs=step.probs.tolist(), value=step.value, score=step.score,
                             action=step.action, forced=step.forced, reward=step.reward, maps=step_maps(step),
-                            tree=tree_rows(tree), hidden=hidden_maps(step, tree),
+                            tree=tree_rows(tree, layers), hidden=hidden, q=step.activations["logits"][0].tolist(),
                             images={k: webp(v) for k, v in images.items()}))  # fmt: skip
     return records
 
@@ -245,10 +267,11 @@ def explain(agent, batch: list, args: Args, methods: tuple, generator) -> list:
 # ----------------------------------------------------------------------------- the page's figures (plotly)
 
 
-def layer_planes() -> list:
-    """(layer, units a side, height) of each plane of the 3D tree, from the input floor up to the attention."""
-    sides = {"input": 84, "conv1": 20, "conv2": 9, "conv3": 7, "attn_hidden": 7, "attention": 7}
-    return [(layer, sides[layer], Z_STEP * k) for k, layer in enumerate(LAYERS[::-1])]
+def layer_planes(layers: tuple) -> list:
+    """(layer, units a side, height) of each plane of the 3D tree, from the input floor up to the roots' layer
+    (`layers`: the tree's, top down: relevance_tree.tree_layers)."""
+    sides = {"input": 84, "conv1": 20, "conv2": 9, "conv3": 7, "attn_hidden": 7, "attention": 7, "gradcam": 7}
+    return [(layer, sides[layer], Z_STEP * k) for k, layer in enumerate(layers[::-1])]
 
 
 def unit_centres(layer: str, n: int) -> np.ndarray:
@@ -257,11 +280,12 @@ def unit_centres(layer: str, n: int) -> np.ndarray:
     return np.arange(n) * stride + size / 2
 
 
-def tree_figure() -> go.Figure:
-    """The 3D view: floor (trace 0), a translucent plane and lattice per layer, then the traces JavaScript fills
-    at each step: edges by relevance (3 widths), nodes, the nodes through the chosen channel, the chosen node."""
-    planes = layer_planes()
-    colourscale = [[k / (len(LAYERS) - 1), LAYER_COLOURS[layer]] for k, layer in enumerate(LAYERS)]
+def tree_figure(layers: tuple) -> go.Figure:
+    """The 3D view of trees through `layers` (top down): floor (trace 0), a translucent plane and lattice per layer,
+    then the traces JavaScript fills at each step: edges by relevance (3 widths), nodes, the nodes through the
+    chosen channel, the chosen node."""
+    planes, top = layer_planes(layers), len(layers) - 1
+    colourscale = [[k / top, LAYER_COLOURS[layer]] for k, layer in enumerate(layers)]
     centres = np.arange(84) + 0.5
     fig = go.Figure(go.Surface(x=centres, y=centres, z=np.zeros((84, 84)), surfacecolor=np.zeros((84, 84)),
                                colorscale="gray", cmin=0, cmax=255, showscale=False, hoverinfo="skip",
@@ -277,12 +301,12 @@ def tree_figure() -> go.Figure:
                 lattice["x"] += xs + [None]
                 lattice["y"] += ys + [None]
                 lattice["z"] += [z, z, None]
-                lattice["c"] += [LAYERS.index(layer)] * 3
+                lattice["c"] += [layers.index(layer)] * 3
     fig.add_trace(go.Scatter3d(**{k: lattice[k] for k in "xyz"}, mode="lines", hoverinfo="skip", opacity=0.35,
-                               line=dict(color=lattice["c"], colorscale=colourscale, cmin=0, cmax=5, width=1)))  # fmt: skip
+                               line=dict(color=lattice["c"], colorscale=colourscale, cmin=0, cmax=top, width=1)))  # fmt: skip
     for width in (1.5, 4, 8):  # edges whose child has strength below 1/3, below 2/3, above
         fig.add_trace(go.Scatter3d(x=[], y=[], z=[], mode="lines", hoverinfo="skip", opacity=0.8,
-                                   line=dict(color=[], colorscale=colourscale, cmin=0, cmax=5, width=width)))  # fmt: skip
+                                   line=dict(color=[], colorscale=colourscale, cmin=0, cmax=top, width=width)))  # fmt: skip
     fig.add_trace(go.Scatter3d(x=[], y=[], z=[], mode="markers", hovertemplate="%{text}<extra></extra>", text=[],
                                marker=dict(size=[], color=[], opacity=1), name="nodes"))  # fmt: skip
     fig.add_trace(go.Scatter3d(x=[], y=[], z=[], mode="lines+markers", hoverinfo="skip", line=dict(color="white", width=3),
@@ -301,22 +325,26 @@ def tree_figure() -> go.Figure:
     return fig
 
 
-def decision_figure(records: list, names: list) -> go.Figure:
+def decision_figure(records: list, names: list, q_values: bool = False) -> go.Figure:
     """Trace 0: the policy at the current step as bars. Below: each action's probability and V(s) over the game;
-    shapes 0 and 1 are the cursor at the current step."""
-    t = [r["t"] for r in records]
-    fig = make_subplots(rows=3, cols=1, row_heights=[0.3, 0.4, 0.3], vertical_spacing=0.12,
-                        subplot_titles=("policy at this step", "policy over the game", "V(s) over the game"))  # fmt: skip
-    fig.add_trace(go.Bar(x=records[0]["probs"], y=names, orientation="h", showlegend=False, hoverinfo="x+y"), 1, 1)
+    shapes 0 and 1 are the cursor at the current step. A DQN's (q_values): its Q-values, as render.py's panel shows
+    them (bars from the lowest to the highest: they differ by little), and max_a Q(s, a)."""
+    t, key = [r["t"] for r in records], "q" if q_values else "probs"
+    titles = ("Q(s, a) at this step (bars: lowest to highest)", "Q(s, a) over the game",
+              "max Q(s, a) over the game") if q_values else ("policy at this step", "policy over the game",
+                                                             "V(s) over the game")  # fmt: skip
+    fig = make_subplots(rows=3, cols=1, row_heights=[0.3, 0.4, 0.3], vertical_spacing=0.12, subplot_titles=titles)
+    hover = "y" if q_values else "x+y"  # a DQN's bars start at the lowest Q-value: its labels give the values
+    fig.add_trace(go.Bar(x=records[0][key], y=names, orientation="h", showlegend=False, hoverinfo=hover), 1, 1)
     palette = ["#5a82c8", "#ffa51e", "#30d158", "#ff5ee1", "#3fc8ff", "#ffe620", "#ff3b30", "#bf5af2", "#aaaaaa"]
     for a, name in enumerate(names):
-        probs = [r["probs"][a] for r in records]
-        fig.add_trace(go.Scatter(x=t, y=probs, name=name, line=dict(width=1, color=palette[a % len(palette)])), 2, 1)
-    fig.add_trace(go.Scatter(x=t, y=[r["value"] for r in records], name="V(s)", showlegend=False,
-                             line=dict(width=1.5, color="#ebebeb")), 3, 1)  # fmt: skip
+        curve = [r[key][a] for r in records]
+        fig.add_trace(go.Scatter(x=t, y=curve, name=name, line=dict(width=1, color=palette[a % len(palette)])), 2, 1)
+    fig.add_trace(go.Scatter(x=t, y=[r["value"] for r in records], name=titles[2].split(" over")[0],
+                             showlegend=False, line=dict(width=1.5, color="#ebebeb")), 3, 1)  # fmt: skip
     for row in (2, 3):
         fig.add_vline(x=t[0], line=dict(color="#ffa51e", width=1.5), row=row, col=1)
-    fig.update_xaxes(range=[0, 1], row=1, col=1)
+    fig.update_xaxes(range=[0, 1], row=1, col=1)  # a DQN's: the page sets it to its Q-values' range at each step
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_layout(template="plotly_dark", paper_bgcolor=render.BACKGROUND, plot_bgcolor="#1c1c24",
                       margin=dict(l=60, r=10, t=30, b=25), legend=dict(orientation="h", y=-0.08), hovermode="closest")  # fmt: skip
@@ -353,21 +381,23 @@ def packed_maps(records: list) -> tuple:
     return where, int(offsets[-1]), b"".join(chunks)
 
 
-def packed(records: list, meta: dict, args: Args, methods: tuple, heads: int) -> tuple:
+def packed(records: list, meta: dict, args: Args, methods: tuple, agent) -> tuple:
     """(the page's data as JSON, the maps of every step as bytes, the overlay images by overlay)."""
     maps, bytes_per_step, raw = packed_maps(records)
-    keys = [key for key, _, _ in overlays(heads, methods, args.target)]
+    heads, layers, q_values = agent.attn_heads, tree_layers(agent), meta["outputs"] == "q_values"
+    keys = [key for key, _, _ in overlays(heads, methods, args.target, q_values)]
     images = {key: [r["images"][key] for r in records] for key in keys}
-    fields = ("t", "probs", "value", "score", "action", "forced", "reward", "tree", "hidden")
+    fields = ("t", "probs", "value", "score", "action", "forced", "reward", "tree", "hidden") + ("q",) * q_values
     data = dict(
         title=f"{render.agent_title(meta)}: {meta['env_id']}, seed {args.seed}",
         checkpoint=meta["path"], env_id=meta["env_id"], action_names=meta["action_names"], heads=heads,
         seed=args.seed, greedy=args.greedy, target=args.target, methods=list(methods), samples=args.samples,
-        layers=list(LAYERS), colours=LAYER_COLOURS, overlays=overlays(heads, methods, args.target),
-        z_step=Z_STEP, maps=maps, bytes_per_step=bytes_per_step,
-        steps={f: [r[f] for r in records] for f in fields}, taken=render.TAKEN, bar=render.BAR,
-        figures={"decision": decision_figure(records, meta["action_names"]), "activation": activation_figure()}
-        | ({"tree3d": tree_figure()} if heads else {}),
+        layers=list(layers), keyed="attn_hidden" if heads else "gradcam", colours=LAYER_COLOURS,
+        overlays=overlays(heads, methods, args.target, q_values), z_step=Z_STEP, maps=maps,
+        bytes_per_step=bytes_per_step, q_values=q_values, value_name="max Q(s, a)" if q_values else "V(s)",
+        epsilon=meta.get("epsilon"), steps={f: [r[f] for r in records] for f in fields}, taken=render.TAKEN,
+        bar=render.BAR, figures={"decision": decision_figure(records, meta["action_names"], q_values),
+                                 "activation": activation_figure(), "tree3d": tree_figure(layers)},
     )  # fmt: skip
     data["figures"] = {k: json.loads(f.to_json()) for k, f in data["figures"].items()}
     return data, raw, images
@@ -380,7 +410,9 @@ def deflated(raw: bytes) -> str:
 def page_html(data: dict, maps: bytes, images: dict) -> str:
     """The whole page: style, controls, the data in script elements, plotly.js, and PAGE_JS."""
     options = "".join(f'<option value="{k}">{name}</option>' for k, name, _ in data["overlays"])
-    tree = f"<div id=tree3d></div><p class=note>{TREE_NOTE}</p>" if data["heads"] else f"<p class=note>{NO_TREE}</p>"
+    note = TREE_NOTE if data["heads"] else GRADCAM_TREE_NOTE.format(what=explained_words("action", data["q_values"]))
+    tree = f"<div id=tree3d></div><p class=note>{escape(note)}</p>"
+    dqn = f"<p class=note>{escape(Q_VALUES_NOTE.format(epsilon=data['epsilon']))}</p>" if data["q_values"] else ""
     pieces = [
         f"<!doctype html><html><head><meta charset=utf-8><title>{escape(data['title'])}</title><style>{PAGE_CSS}</style>",
         "</head><body><header>",
@@ -389,8 +421,7 @@ def page_html(data: dict, maps: bytes, images: dict) -> str:
         f"<section><select id=overlay>{options}</select><div id=view><img id=frame alt='the game'>",
         "<svg id=boxes viewBox='0 0 160 210' preserveAspectRatio=none></svg></div><p id=legend></p></section>",
         f"<section>{tree}</section>",
-        f"<section><div id=decision></div><div class=row {'' if data['heads'] else 'hidden'}><label>node "
-        "<select id=node></select></label></div>",
+        f"<section><div id=decision></div>{dqn}<div class=row><label>node <select id=node></select></label></div>",
         "<div class=row><label>channel <select id=layer></select></label><select id=channel></select></div>",
         "<div id=activation></div></section></main>",
         f"<script type=application/json id=images>{json.dumps(images)}</script>",
@@ -435,7 +466,7 @@ def main(argv=None) -> str:
     agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     # every saliency method but the painted attention, which the attention overlays show; saliency_maps rejects
     # a method or target this agent cannot have (no attention) with one sentence, at the first batch
-    methods, heads = args.methods or tuple(m for m in METHODS if m != "attention"), agent.attn_heads
+    methods = args.methods or tuple(m for m in METHODS if m != "attention")
     generator = torch.Generator(device=device).manual_seed(args.seed)
     progress, start, records = Progress(every=10), time.monotonic(), []
     with output_folder(args.out, meta["run_name"], "explore", args.force) as out:
@@ -448,7 +479,7 @@ def main(argv=None) -> str:
         if not records:
             raise UsageError(f"the game ended before step {args.steps[0]}; choose an earlier --steps range.")
         progress(f"explained {len(records)} steps in {time.monotonic() - start:.0f} s; writing the page", done=True)
-        page = page_html(*packed(records, meta, args, methods, heads))
+        page = page_html(*packed(records, meta, args, methods, agent))
         try:
             with open(path + ".partial", "w", encoding="utf-8") as f:
                 f.write(page)
@@ -468,9 +499,16 @@ TREE_NOTE = (
     "node at the centre of its unit's receptive field. Drag to turn, scroll to zoom, click a node to select it."
 )
 
-NO_TREE = (
-    "This agent has no attention module (trained with --attn-heads 0), so it has no attention overlay and no "
-    "relevance tree: the tree starts at the attention peaks."
+GRADCAM_TREE_NOTE = (
+    "The relevance tree of this step: this agent has no attention module (the plain Nature CNN of --attn-heads 0, "
+    "CleanRL and SB3), so its tree starts at the peaks of Grad-CAM on conv3 for {what} (top) and descends to the "
+    "input pixels (the floor), each node at the centre of its unit's receptive field. A step whose Grad-CAM is zero "
+    "everywhere (no conv3 feature raises it) has no tree. Drag to turn, scroll to zoom, click a node to select it."
+)
+
+Q_VALUES_NOTE = (
+    "A DQN: its outputs are Q-values Q(s, a). It takes the greedy action, the highest, or with probability "
+    "{epsilon:g} a random one; max Q(s, a) is the value of acting greedily."
 )
 
 PAGE_CSS = """
@@ -495,37 +533,42 @@ async function unpack(id) {  // base64 of deflated bytes -> ArrayBuffer
   return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
 }
 function map(layer, channel, i) {  // a channel's activation map at step i (rows of values) and its colour range
-  if (layer === "attn_hidden") { const z = T.hidden[i][channel]; return z && {z, zmin: Math.min(...z.flat()), zmax: Math.max(...z.flat())}; }
+  if (layer === D.keyed) { const z = T.hidden[i][channel], lo = z && Math.min(...z.flat()), hi = z && Math.max(...z.flat()); return z && {z, zmin: lo, zmax: hi > lo ? hi : lo + 1e-9}; }
   const m = D.maps[layer], n = m.n, at = i * D.bytes_per_step + m.offset + channel * n * n, k = m.scale[i][channel] / 255;
   return {z: Array.from({length: n}, (_, r) => Array.from(A.subarray(at + r * n, at + r * n + n), q => q * k)), zmin: 0, zmax: m.max[channel]};
 }
-const nodes = () => D.heads ? T.tree[S.i] : [];  // rows: layer, channel, y, x, relevance, parent, strength, cx, cy, box y0 x0 y1 x1
+const nodes = () => T.tree[S.i];  // rows: layer, channel, y, x, relevance, parent, strength, cx, cy, box y0 x0 y1 x1
 const layer = r => D.layers[r[0]], height = r => (D.layers.length - 1 - r[0]) * D.z_step;
-const nodeName = r => `${layer(r)} ch ${r[1]} at (${r[2]}, ${r[3]}), relevance ${r[4].toPrecision(3)}`;
+const chan = (l, c) => l === "gradcam" ? `of ${D.action_names[c]}` : `ch ${c}`;  // a Grad-CAM root's channel: its action
+const nodeName = r => `${layer(r)} ${chan(layer(r), r[1])} at (${r[2]}, ${r[3]}), relevance ${r[4].toPrecision(3)}`;
 const mine = r => layer(r) === S.layer && r[1] === S.channel;
 function show(i) {
   S.i = Math.max(0, Math.min(T.t.length - 1, i)); $("slider").value = S.i;
   const t = T.t[S.i], names = D.action_names, overlay = $("overlay").value;
   $("frame").src = IMG[overlay][S.i]; $("legend").textContent = D.overlays.find(o => o[0] === overlay)[2];
-  $("stats").textContent = `step ${t}   score ${T.score[S.i]}   V(s) ${T.value[S.i].toFixed(3)}   action ${names[T.action[S.i]]}` + (T.forced[S.i] ? " (FIRE after a lost life)" : "");
-  Plotly.restyle("decision", {x: [T.probs[S.i]], "marker.color": [names.map((_, a) => a === T.action[S.i] ? D.taken : D.bar)]}, [0]);
-  Plotly.relayout("decision", {"shapes[0].x0": t, "shapes[0].x1": t, "shapes[1].x0": t, "shapes[1].x1": t});
+  $("stats").textContent = `step ${t}   score ${T.score[S.i]}   ${D.value_name} ${T.value[S.i].toFixed(3)}   action ${names[T.action[S.i]]}` + (T.forced[S.i] ? " (FIRE after a lost life)" : "");
+  const colour = names.map((_, a) => a === T.action[S.i] ? D.taken : D.bar), q = D.q_values && T.q[S.i];
+  const lo = q && Math.min(...q), hi = q && Math.max(...q, lo + 1e-6);  // a DQN's Q-values: bars from the lowest to the highest
+  Plotly.restyle("decision", q ? {x: [q.map(v => v - lo)], base: [q.map(() => lo)], y: [names.map((n, a) => `${n} ${q[a].toFixed(3)}`)], "marker.color": [colour]}
+    : {x: [T.probs[S.i]], "marker.color": [colour]}, [0]);
+  Plotly.relayout("decision", {"shapes[0].x0": t, "shapes[0].x1": t, "shapes[1].x0": t, "shapes[1].x1": t, ...(q ? {"xaxis.range": [lo, hi]} : {})});
   if (S.node) { const key = S.node.slice(0, 4).join(); S.node = nodes().find(r => r.slice(0, 4).join() === key) || null; }  // the same unit, if in this tree
-  $("node").innerHTML = "<option value=-1>(none)</option>" + nodes().map((r, k) => `<option value=${k}>${"\u00a0\u00a0".repeat(r[0])}${nodeName(r)}</option>`).join("");
+  if (S.layer === "gradcam") S.channel = +Object.keys(T.hidden[S.i])[0];  // Grad-CAM of the action this step explains
+  $("node").innerHTML = `<option value=-1>${nodes().length ? "(none)" : "(no tree at this step)"}</option>` + nodes().map((r, k) => `<option value=${k}>${"\u00a0\u00a0".repeat(r[0])}${nodeName(r)}</option>`).join("");
   $("node").value = S.node ? nodes().indexOf(S.node) : -1;
   $("layer").value = S.layer ?? "";
-  const list = S.layer === "attn_hidden" ? Object.keys(T.hidden[S.i]) : S.layer ? [...Array(D.maps[S.layer].channels).keys()] : [];
-  $("channel").innerHTML = list.map(c => `<option value=${c}>${c}</option>`).join(""); $("channel").value = S.channel;
+  const list = S.layer === D.keyed ? Object.keys(T.hidden[S.i]) : S.layer ? [...Array(D.maps[S.layer].channels).keys()] : [];
+  $("channel").innerHTML = list.map(c => `<option value=${c}>${S.layer === "gradcam" ? D.action_names[c] : c}</option>`).join(""); $("channel").value = S.channel;
   const box = (r, w) => `<rect x=${r[10]} y=${r[9]} width=${r[12] - r[10]} height=${r[11] - r[9]} fill=none stroke="${D.colours[layer(r)]}" stroke-width=${w} vector-effect=non-scaling-stroke />`;
   $("boxes").innerHTML = nodes().filter(r => mine(r) && r !== S.node).map(r => box(r, 1.5)).join("") + (S.node ? box(S.node, 4) : "");
   const m = S.layer && map(S.layer, S.channel, S.i);
-  const title = !S.layer ? "choose a node (list or 3D view) or a channel: its activation map" : !m ? `${S.layer} ch ${S.channel}: not in this step's tree (only those attn_hidden channels are kept)`
-    : `${S.layer} ch ${S.channel}, step ${t}` + (S.layer === "attn_hidden" ? "" : " (colours: 0 to its game maximum)");
+  const title = !S.layer ? "choose a node (list or 3D view) or a channel: its activation map" : !m ? `${S.layer} ${chan(S.layer, S.channel)}: not in this step's tree (only those ${D.keyed} channels are kept)`
+    : `${S.layer} ${chan(S.layer, S.channel)}, step ${t}` + (S.layer === D.keyed ? "" : " (colours: 0 to its game maximum)");
   const unit = S.node ? [{type: "rect", x0: S.node[3] - 0.5, x1: S.node[3] + 0.5, y0: S.node[2] - 0.5, y1: S.node[2] + 0.5, line: {color: "white", width: 2}}] : [];
   const heat = structuredClone(HEAT), axis = a => ({...heat.layout[a], visible: !!m});  // a fresh layout: ranges fit the map
   Plotly.react("activation", [{...heat.data[0], z: m ? m.z : [[0]], zmin: m ? m.zmin : 0, zmax: m ? m.zmax : 1, visible: !!m}],
     {...heat.layout, title: {text: title, font: {size: 13}}, shapes: unit, xaxis: axis("xaxis"), yaxis: axis("yaxis")});
-  if (D.heads) draw3d();
+  draw3d();
 }
 function draw3d() {  // the step's floor and tree; the chosen channel's nodes with their ancestors and descendants; the chosen node
   const rows = nodes(), fig = D.figures.tree3d, data = fig.data.map(trace => ({...trace})), n = data.length;
@@ -555,11 +598,11 @@ function play() {
   IMG = JSON.parse($("images").textContent); T = D.steps; HEAT = structuredClone(D.figures.activation);
   for (const [id, f] of Object.entries(D.figures)) await Plotly.newPlot(id, f.data, f.layout, {displaylogo: false, displayModeBar: id === "tree3d"});
   $("slider").max = T.t.length - 1; $("slider").oninput = e => show(+e.target.value); $("play").onclick = play; $("overlay").onchange = () => show(S.i);
-  $("layer").innerHTML = "<option value=''>(none)</option>" + Object.keys(D.maps).filter(l => l !== "floor").concat(D.heads ? ["attn_hidden"] : []).map(l => `<option value=${l}>${l}</option>`).join("");
-  $("layer").onchange = e => choose(e.target.value, e.target.value === "attn_hidden" ? +Object.keys(T.hidden[S.i])[0] : 0, null);
+  $("layer").innerHTML = "<option value=''>(none)</option>" + Object.keys(D.maps).filter(l => l !== "floor").concat([D.keyed]).map(l => `<option value=${l}>${l}</option>`).join("");
+  $("layer").onchange = e => choose(e.target.value, e.target.value === D.keyed ? +Object.keys(T.hidden[S.i])[0] : 0, null);
   $("channel").onchange = e => choose(S.layer, +e.target.value, null);
   $("node").onchange = e => { const r = nodes()[+e.target.value]; r ? choose(layer(r), r[1], r) : choose(S.layer, S.channel, null); };
-  if (D.heads) $("tree3d").on("plotly_click", e => { const p = e.points[0], r = nodes()[p.pointNumber]; if (p.curveNumber === D.figures.tree3d.data.length - 3 && r) choose(layer(r), r[1], r); });
+  $("tree3d").on("plotly_click", e => { const p = e.points[0], r = nodes()[p.pointNumber]; if (p.curveNumber === D.figures.tree3d.data.length - 3 && r) choose(layer(r), r[1], r); });
   $("decision").on("plotly_click", e => e.points[0].curveNumber > 0 && show(T.t.indexOf(e.points[0].x)));
   document.onkeydown = e => { if (["SELECT", "INPUT"].includes(e.target.tagName)) return;
     if (e.key === "ArrowRight" || e.key === "ArrowLeft") { show(S.i + (e.key === "ArrowRight" ? 1 : -1)); e.preventDefault(); }

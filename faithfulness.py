@@ -58,6 +58,7 @@ from play import (
     output_folder,
     pick_device,
     play,
+    played_policy,
 )
 from ppo_attention import UsageError, layer_init
 from saliency import (
@@ -701,7 +702,7 @@ def main(argv=None) -> str:
                       games=min(args.games, args.states), explained=args.explain, baseline=args.baseline,
                       ig_steps=args.ig_steps, margin_px=args.margin, sanity_states=len(some) if layers else 0,
                       ig_completeness_error={m: float(np.median(e)) for m, e in incomplete.items()})  # fmt: skip
-        report["policy"] = f"epsilon-greedy, epsilon {agent.epsilon:g}" if meta["outputs"] == "q_values" else "policy"
+        report["policy"] = played_policy(agent)
         with open(os.path.join(out, "faithfulness.json"), "w") as f:
             json.dump({**report, "methods": results, "attention_heads": heads}, f, indent=2)
         save_csv(os.path.join(out, "faithfulness.csv"), results, layers)

@@ -21,13 +21,16 @@ replaced; `play.play` plays it like any agent.
 4. Dataset examples (Olah et al. 2017, "Feature Visualization", Distill): for each conv3 channel, and for each
    attention head at its peak, the sampled states that activate it most, as crops of the unit's 36x36
    receptive field.
-5. An agent without attention (`--attn-heads 0`) has no maps to edit: it gets parts 3 and 4 only.
+5. An agent without attention (`--attn-heads 0`, and the CleanRL and Stable-Baselines3 agents that
+   play.load_checkpoint reads) has no maps to edit: it gets parts 3 and 4 only. A DQN's KL is that of the policy
+   it plays, epsilon-greedy (as in faithfulness.py), which changes only where its greedy action does.
 
 Yang et al. 2018 (arXiv 1812.11276), rl-attention (AI Safety Camp 3: Nikulin, Kosch, Steuer, Cunningham 2019,
 github.com/dniku/rl-attention) and Mott et al. 2019 (arXiv 1906.02500) show attention maps and read them as
 explanations, without editing them.
 
     python interventions.py --checkpoint runs/<run_name>/run.pt
+    python interventions.py --checkpoint runs/<run_name>/dqn_atari.cleanrl_model --env-id BreakoutNoFrameskip-v4
 """
 
 import collections
@@ -50,9 +53,11 @@ from play import (
     exit_on_bad_input,
     game_name,
     load_checkpoint,
+    log_action_probabilities,
     output_folder,
     pick_device,
     play,
+    played_policy,
 )
 from ppo_attention import Agent, UsageError
 from render import head_colours
@@ -63,8 +68,15 @@ RF_SIZE, RF_STRIDE = Agent.RECEPTIVE_FIELDS["conv3"]  # 36, 8: unit (y, x) sees 
 Part = Literal["ablation", "steering", "removal", "examples"]
 ALL_PARTS = ("ablation", "steering", "removal", "examples")
 NO_ATTENTION_NOTE = (
-    "this agent has no attention module (trained with --attn-heads 0): its conv3 features enter fc unweighted, so "
-    "there are no maps to ablate (part 1) or steer (part 2); parts 3 and 4 do not need them."
+    "this agent has no attention module (the plain Nature CNN of --attn-heads 0, CleanRL and SB3): its conv3 "
+    "features enter fc unweighted, so there are no maps to ablate (part 1) or steer (part 2); parts 3 and 4 do "
+    "not need them."
+)
+Q_VALUES_NOTE = (
+    "this agent is a DQN, whose outputs are Q-values: part 3's KL is that of the policy it plays, {policy} (the "
+    "greedy action, or with probability epsilon a random one), as faithfulness.py's curves follow it. That policy "
+    "changes only where the greedy action does: the KL is 0 where it stays and {flip:.2f} nats where it changes. "
+    "softmax(Q) would follow the Q-values on a scale they do not have (they differ by hundredths)."
 )
 
 
@@ -74,7 +86,9 @@ class Args:
     dataset examples of the conv3 channels and attention heads. Prints tables, writes JSON and PNG figures."""
 
     checkpoint: str
-    """a `run.pt` written by ppo_attention.py (or its run folder)"""
+    """a `run.pt` of ppo_attention.py (or its run folder), a CleanRL .pt/.cleanrl_model or a Stable-Baselines3 .zip"""
+    env_id: Optional[str] = None
+    """the game of a CleanRL or SB3 agent whose file does not name it, e.g. BreakoutNoFrameskip-v4"""
     parts: tuple[Part, ...] = ALL_PARTS
     """which tests to run (the intact games are always played: their states feed the other parts)"""
     games: int = 20
@@ -178,7 +192,7 @@ class EditedAgent(nn.Module):
 
 
 def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) in nats of the policies with these logits, over the last dimension."""
+    """KL(p || q) in nats of the policies with these logits (or log-probabilities), over the last dimension."""
     logp, logq = F.log_softmax(logits_p.float(), -1), F.log_softmax(logits_q.float(), -1)
     return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0)  # >= 0; rounding can leave -1e-9
 
@@ -209,13 +223,15 @@ class StateSample:
         return sorted(self.kept, key=lambda s: (s["seed"], s["t"]))
 
 
-def play_games(agent, env_id: str, seeds: list, args: Args, label: str, progress, on_step=None) -> list:
+def play_games(
+    agent, env_id: str, seeds: list, args: Args, label: str, progress, on_step=None, env_options=None
+) -> list:
     """Play one game per seed with the shared play loop: [{seed, score, steps, truncated}]. on_step(step, seed)
-    sees every step."""
+    sees every step. env_options: what the agent saw in training (`meta["env_options"]`; None: this project's)."""
     games = []
     for i, seed in enumerate(seeds):
         step = None
-        for step in play(agent, env_id, seed, args.greedy, args.max_steps):
+        for step in play(agent, env_id, seed, args.greedy, args.max_steps, env_options=env_options):
             if on_step is not None:
                 on_step(step, seed)
             if step.t % 100 == 0:
@@ -236,16 +252,18 @@ class IntactStates:
         if step.t == 0:
             if self.features:
                 self.end_game()
-            self.recent = collections.deque([None] * 3, maxlen=4)  # the zero frames that pad a game's start
-        self.recent.append(step.objects)  # {name: 210x160 box or None} of the newest frame
+            self.recent = collections.deque(maxlen=4)  # (newest frame, its objects) of the game's last 4 steps
+        self.recent.append((step.obs[-1], step.objects))  # objects: {name: 210x160 box or None}
         if step.forced:  # the game pressed FIRE after a lost life: not the agent's decision
             return
         a = step.activations
         self.features.append(a["features"])
         self.attention.append(a["attention"])
         self.logits.append(a["logits"])
-        state = dict(seed=seed, t=step.t, obs=step.obs, frame=step.frame, action=step.action, objects=list(self.recent))
-        self.sample.offer(state)  # objects: one dict (or None: a padding frame) per stacked frame, oldest first
+        objects = stacked_objects(step.obs, self.recent)  # one dict (or None: a padding frame) per stacked frame
+        self.sample.offer(
+            dict(seed=seed, t=step.t, obs=step.obs, frame=step.frame, action=step.action, objects=objects)
+        )
 
     @torch.no_grad()
     def end_game(self) -> None:
@@ -263,6 +281,20 @@ class IntactStates:
         self.features, self.attention, self.logits = [], [], []
 
 
+def stacked_objects(obs: np.ndarray, recent) -> list:
+    """The objects of each of the 4 stacked frames of obs, oldest first: those of the step whose newest frame it is,
+    found by its pixels among `recent` ((newest frame, objects) of the last 4 steps, oldest first), else None (zeros
+    that pad an episode's start). Within an episode frame k is step t - 3 + k's newest frame; where the trainer's
+    wrappers began a new stack after a lost life (SB3's, CleanRL's), the older frames are zeros or copies of the
+    new first frame (CleanRL, also at the game's start), not the frames of the steps before."""
+    found = []
+    for k, frame in enumerate(obs):
+        own = len(recent) - 4 + k  # step t - 3 + k, where the stack went on
+        candidates = ([recent[own]] if own >= 0 else []) + list(reversed(recent))
+        found.append(next((objects for newest, objects in candidates if np.array_equal(newest, frame)), None))
+    return found
+
+
 def head_agreement(attention: torch.Tensor) -> dict:
     """How alike the heads are, over states: each head's mean entropy (nats), and for each pair the share of states
     where both peak at the same place and the mean overlap of their maps (sum of the smaller weight, 0 to 1)."""
@@ -278,9 +310,9 @@ def head_agreement(attention: torch.Tensor) -> dict:
     return result
 
 
-def head_ablation(agent: Agent, env_id: str, args: Args, progress) -> tuple:
+def head_ablation(agent: Agent, env_id: str, args: Args, progress, env_options=None) -> tuple:
     """({condition: games and their statistics}, how alike the heads are, sampled states). The intact games are
-    always played: their states are the ones the other parts use."""
+    always played: their states are the ones the other parts use. env_options: `meta["env_options"]`."""
     seeds = list(range(args.seed, args.seed + args.games))
     conditions = ablation_conditions(agent.attn_heads) if "ablation" in args.parts else {"intact": {}}
     watcher = IntactStates(agent, conditions, StateSample(args.states, args.seed))
@@ -288,7 +320,8 @@ def head_ablation(agent: Agent, env_id: str, args: Args, progress) -> tuple:
     for k, (name, maps) in enumerate(conditions.items()):
         player = agent if not maps else EditedAgent(agent, maps)
         label = f"ablation {k + 1}/{len(conditions)}, {name}"
-        games = play_games(player, env_id, seeds, args, label, progress, watcher if name == "intact" else None)
+        on_step = watcher if name == "intact" else None
+        games = play_games(player, env_id, seeds, args, label, progress, on_step, env_options)
         if name == "intact":
             watcher.end_game()
         score, score_se = mean_and_se([g["score"] for g in games])
@@ -492,8 +525,10 @@ def object_removal(agent: Agent, states: list, args: Args, progress) -> tuple:
         outs = [
             agent.activations(torch.as_tensor(x, device=device)) for x in (obs, np.stack(removed), np.stack(control))
         ]
-        for label, x, out in ((f"{name} removed", removed, outs[1]), (f"control for {name}", control, outs[2])):
-            kl = kl_divergence(outs[0]["logits"], out["logits"]).cpu()
+        logp = [log_action_probabilities(agent, o["logits"]) for o in outs]  # the policy played (DQN: epsilon-greedy)
+        for label, x, out, logq in ((f"{name} removed", removed, outs[1], logp[1]),
+                                    (f"control for {name}", control, outs[2], logp[2])):  # fmt: skip
+            kl = kl_divergence(logp[0], logq).cpu()
             changed = (outs[0]["logits"].argmax(-1) != out["logits"].argmax(-1)).float().cpu()
             shifted, moved = attention_moves(outs[0]["attention"].float(), out["attention"].float())
             x = np.stack(x)
@@ -511,7 +546,7 @@ def object_removal(agent: Agent, states: list, args: Args, progress) -> tuple:
             state=chosen[typical],
             images=[obs[typical], removed[typical], control[typical]],
             attention=[o["attention"][typical].float().cpu().numpy() for o in outs],
-            kl=[0.0, *(float(kl_divergence(outs[0]["logits"], o["logits"])[typical]) for o in outs[1:])],
+            kl=[0.0, *(float(kl_divergence(logp[0], logq)[typical]) for logq in logp[1:])],
         )
     progress(f"taking objects away: {', '.join(names)}", done=True)
     return results, examples
@@ -782,8 +817,9 @@ def draw_removal(path: str, results: dict, examples: dict, heads: int, title: st
             ax.set_title(label, fontsize=9)
             ax.grid(axis="y", alpha=0.3)
         axes[row, 3].legend(fontsize=8, title=f"{results[f'{name} removed']['states']} states", title_fontsize=8)
-    fig.suptitle(f"{title} (bars: mean ± standard error over states)\nGlow: the attention of all heads; circles: "
-                 "each head's peak (head 0 outermost); cyan: the painted boxes, in all 4 stacked frames.", fontsize=10)  # fmt: skip
+    key = ("Glow: the attention of all heads; circles: each head's peak (head 0 outermost); " if heads else
+           "No attention to draw (the agent has none); ") + "cyan: the painted boxes, in all 4 stacked frames."  # fmt: skip
+    fig.suptitle(f"{title} (bars: mean ± standard error over states)\n{key}", fontsize=10)
     save(fig, path, dpi=90)
 
 
@@ -869,10 +905,12 @@ def report_steering(out: str, agent: Agent, states: list, names: list, args: Arg
 
 def report_removal(out: str, agent: Agent, states: list, args: Args, title: str, progress) -> tuple:
     results, examples = object_removal(agent, states, args, progress)
+    policy = played_policy(agent)
+    title += ": taking objects away" + (
+        "" if policy == "policy" else f"\nthe KL is that of the policy it plays, {policy}"
+    )
     if examples:
-        draw_removal(
-            os.path.join(out, "removal.png"), results, examples, agent.attn_heads, f"{title}: taking objects away"
-        )
+        draw_removal(os.path.join(out, "removal.png"), results, examples, agent.attn_heads, title)
     print("\nTaking objects away: each object painted over with the background in all 4 stacked frames, on the sampled "
           "states that show it. The control paints the same boxes moved elsewhere, touching no object, where they "
           "change the frames about as much (summed |change| within 25%). Mean ± SE over states.\n")  # fmt: skip
@@ -912,7 +950,7 @@ def main(argv=None) -> dict:
     device = pick_device(args.cuda)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    agent, meta = load_checkpoint(args.checkpoint, device)
+    agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     env_id, names, heads = meta["env_id"], meta["action_names"], agent.attn_heads
     parts, notes = [p for p in ALL_PARTS if p in args.parts], []
     if heads == 0 and {"ablation", "steering"} & set(parts):
@@ -921,15 +959,20 @@ def main(argv=None) -> dict:
     if "removal" in parts and not objects_known(env_id):
         parts.remove("removal")
         notes.append(f"part 3 reads the game's objects from the RAM, known for {', '.join(OBJECT_READERS)} only.")
+    if "removal" in parts and meta["outputs"] == "q_values":
+        eps, n = agent.epsilon, agent.n_actions
+        flip = (1 - eps) * np.log((1 - eps + eps / n) / (eps / n))  # KL between two epsilon-greedy policies
+        notes.append(Q_VALUES_NOTE.format(policy=played_policy(agent), flip=flip))
     for note in notes:
         print(f"note: {note}")
     progress, title = Progress(), f"{env_id}, {os.path.basename(args.checkpoint)}"
     report = dict(checkpoint=args.checkpoint, env_id=env_id, attn_heads=heads, action_names=names, parts=parts)
+    report["policy"] = played_policy(agent)  # what the KL follows: a DQN's epsilon-greedy policy
     report |= dict(games=args.games, seed=args.seed, greedy=args.greedy, max_steps=args.max_steps, notes=notes)
     seconds = report["seconds"] = {}
     with output_folder(args.out, meta["run_name"], "interventions", args.force) as out:
         start = time.perf_counter()
-        ablation, agreement, states = head_ablation(agent, env_id, args, progress)
+        ablation, agreement, states = head_ablation(agent, env_id, args, progress, meta["env_options"])
         report["ablation"], report["heads"] = ablation, agreement
         report["states"] = [dict(seed=s["seed"], t=s["t"], action=s["action"]) for s in states]
         if "ablation" in parts:

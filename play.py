@@ -359,6 +359,12 @@ def log_action_probabilities(agent: Agent, logits: torch.Tensor) -> torch.Tensor
     )
 
 
+def played_policy(agent: Agent) -> str:
+    """What the play loop draws actions from, in words: "policy", or a Q-value agent's "epsilon-greedy, epsilon 0.01"
+    (faithfulness.py's and interventions.py's KL follow that distribution)."""
+    return f"epsilon-greedy, epsilon {agent.epsilon:g}" if isinstance(agent, QValueAgent) else "policy"
+
+
 # ----------------------------------------------------------------------------- the game's objects, from its RAM
 
 FRAME_SIZE, OBS_SIZE = (210, 160), 84  # the colour frame (rows, columns); AtariPreprocessing resizes all of it

@@ -275,6 +275,13 @@ def build_tree(
     return tree
 
 
+def gradcam_map(agent: Agent, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM on conv3 (saliency.gradcam) for the logit of each row's action: x (B, 4, 84, 84) float input in
+    [0, 1], action (B,) -> (B, 7, 7), >= 0. The map whose peaks are the roots of an agent without attention."""
+    none = torch.zeros(len(x), 0, dtype=torch.long, device=x.device)  # no attention heads, no peaks
+    return gradcam(agent, x, "action", [], none, torch.as_tensor(action, device=x.device), chunk=len(x))
+
+
 def gradcam_roots(agent: Agent, activations: dict, roots: int, threshold: float, action: Optional[int]) -> tuple:
     """(level, relevance) of the roots of an agent without attention: the `roots` strongest peaks of Grad-CAM
     (saliency.gradcam) for the logit of `action` (default: the greedy one); the node's channel is that action."""
@@ -283,7 +290,7 @@ def gradcam_roots(agent: Agent, activations: dict, roots: int, threshold: float,
     chosen = torch.as_tensor([int(logits.argmax()) if action is None else action], device=x.device)
     none = torch.zeros(1, 0, dtype=torch.long, device=x.device)  # no attention heads, no peaks
     target = ("action", [], none, chosen)
-    values, index, valid = find_peaks(gradcam(agent, x, *target, chunk=1), roots, threshold)  # (1, roots)
+    values, index, valid = find_peaks(gradcam_map(agent, x, chosen), roots, threshold)  # (1, roots)
     value, place = values[valid], index[valid]
     alpha = gradcam_weights(agent, x, *target)[0].expand(len(place), -1)  # (N, 64), the same for every root
     level = dict(head=torch.zeros_like(place), channel=chosen.expand(len(place)), y=place // 7, x=place % 7)

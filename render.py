@@ -466,7 +466,7 @@ TB_SCALE, THUMB_PX, SPRITE_PX, MAX_POINTS = 2, 64, 4096, 10000
 class Explorer:
     """The TensorBoard run of --tensorboard (one agent); tags `game<g>/...`, x = the agent step of game g.
     Images: the video's game view (at TB_SCALE) and the attention if that is another overlay. Scalars:
-    V(s), each action's probability, reward, score, entropy per head. Projector (at close): each step's fc
+    V(s), each action's probability (a DQN's epsilon-greedy policy, and its Q-values), reward, score, entropy per head. Projector (at close): each step's fc
     (and masked) activations with a thumbnail of its frame and metadata; at most MAX_POINTS, evenly spread."""
 
     def __init__(self, args: Args, meta: dict, kind: str, overlay):
@@ -480,6 +480,7 @@ class Explorer:
         make_writable_folder(folder, "--tensorboard folder")
         self.writer, self.args, self.overlay, self.points = SummaryWriter(folder), args, overlay, []
         self.kind, self.names, self.heads = kind.replace("none", "frame"), meta["action_names"], meta["attn_heads"]
+        self.q_values = meta["outputs"] == "q_values"  # a DQN: its Q-values too, what its panel shows
         self.attention = AttentionOverlay(self.heads, TB_SCALE) if self.heads and kind != "attention" else None
         settings = {"checkpoint": meta["path"], "agent": agent_title(meta), "game": meta["env_id"], **vars(args)}
         self.writer.add_text("settings", "\n".join(f"- {k}: `{v}`" for k, v in settings.items()))
@@ -494,6 +495,8 @@ class Explorer:
             self.writer.add_image(f"game{e + 1}/{name}", img, step.t, dataformats="HWC")
         scalars = {"value": step.value, "reward": step.reward, "score": step.score}
         scalars |= {f"policy/{n}": p for n, p in zip(self.names, step.probs)}
+        if self.q_values:
+            scalars |= {f"q_value/{n}": q for n, q in zip(self.names, step.activations["logits"][0].tolist())}
         scalars |= {f"attention_entropy/head{h}": v for h, v in enumerate(entropy)}
         for tag, v in scalars.items():
             self.writer.add_scalar(f"game{e + 1}/{tag}", float(v), step.t)

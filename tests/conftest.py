@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny real training run (Breakout, 2 envs, 1 iteration) for every script's tests."""
+"""Shared fixtures: one tiny real training run (Breakout, 2 envs, 1 iteration) for every script's tests, and
+networks in the layouts of CleanRL's agents (agents trained elsewhere, see play.load_checkpoint)."""
 
 import os
 import subprocess
@@ -6,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn as nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -39,6 +41,66 @@ def tiny_checkpoint(tmp_path_factory):
 def tiny_baseline_checkpoint(tmp_path_factory):
     """Path of a `run.pt` from a 64-step Breakout run of the plain Nature-CNN agent (no attention)."""
     return train(tiny_args(tmp_path_factory.mktemp("runs_base"), attn_heads=0))[0]
+
+
+# ----------------------------------------------------------------------------- agents in CleanRL's layouts
+
+
+class CleanRLPPOAgent(nn.Module):
+    """The layout of CleanRL's ppo_atari.py Agent (written here for the tests): network, actor, critic."""
+
+    def __init__(self, n_actions: int):
+        super().__init__()
+        self.network = nn.Sequential(
+            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(),
+        )  # fmt: skip
+        self.actor, self.critic = nn.Linear(512, n_actions), nn.Linear(512, 1)
+
+    def forward(self, x):  # (logits, value), as get_action_and_value computes them
+        hidden = self.network(x / 255.0)
+        return self.actor(hidden), self.critic(hidden)
+
+
+class CleanRLQNetwork(nn.Module):
+    """The layout of CleanRL's dqn_atari.py QNetwork (written here for the tests): network.0 to network.9."""
+
+    def __init__(self, n_actions: int):
+        super().__init__()
+        self.network = nn.Sequential(
+            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
+            nn.Linear(512, n_actions),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.network(x / 255.0)
+
+
+def with_trained_scale(network: nn.Module) -> nn.Module:
+    """Weights of a trained agent's size (the default init gives logits near 0, where any mapping looks right)."""
+    torch.manual_seed(0)
+    for p in network.parameters():
+        nn.init.normal_(p, std=0.05)
+    return network
+
+
+def cleanrl_init(network: nn.Module) -> nn.Module:
+    """CleanRL's orthogonal init (gain sqrt 2) of every layer: decisions that move when the frames change."""
+    for layer in network.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.orthogonal_(layer.weight, 2**0.5)
+    return network
+
+
+@pytest.fixture(scope="session")
+def cleanrl_dqn(tmp_path_factory):
+    """Path of a `.cleanrl_model` (dqn_atari.py --save-model's file) whose name and folder do not name its game:
+    the scripts need --env-id BreakoutNoFrameskip-v4."""
+    path = tmp_path_factory.mktemp("cleanrl") / "dqn_atari.cleanrl_model"
+    torch.manual_seed(2)  # seed 2: Q-values whose greedy action changes on some states when an object is taken away
+    torch.save(cleanrl_init(CleanRLQNetwork(4)).state_dict(), path)
+    return str(path)
 
 
 def assert_clean_error(result, *words):

@@ -17,7 +17,7 @@ import pytest
 import stable_baselines3 as sb3
 import torch
 import torch.nn as nn
-from conftest import ROOT
+from conftest import ROOT, CleanRLPPOAgent, CleanRLQNetwork, cleanrl_init, with_trained_scale
 from gymnasium.wrappers import FrameStackObservation, ResizeObservation, TransformObservation
 from stable_baselines3.common import atari_wrappers
 from stable_baselines3.common.env_util import make_atari_env
@@ -25,6 +25,7 @@ from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
 import explore
 import faithfulness
+import interventions
 import relevance_tree
 import render
 import saliency
@@ -162,51 +163,12 @@ def test_each_setting_of_make_env_is_a_difference_the_agent_sees():
 # ----------------------------------------------------------------------------- CleanRL state dicts
 
 
-class CleanRLPPOAgent(nn.Module):
-    """The layout of CleanRL's ppo_atari.py Agent (written here for the test): network, actor, critic."""
-
-    def __init__(self, n_actions: int):
-        super().__init__()
-        self.network = nn.Sequential(
-            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(),
-        )  # fmt: skip
-        self.actor, self.critic = nn.Linear(512, n_actions), nn.Linear(512, 1)
-
-    def forward(self, x):  # (logits, value), as get_action_and_value computes them
-        hidden = self.network(x / 255.0)
-        return self.actor(hidden), self.critic(hidden)
-
-
-class CleanRLQNetwork(nn.Module):
-    """The layout of CleanRL's dqn_atari.py QNetwork (written here for the test): network.0 to network.9."""
-
-    def __init__(self, n_actions: int):
-        super().__init__()
-        self.network = nn.Sequential(
-            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
-            nn.Linear(512, n_actions),
-        )  # fmt: skip
-
-    def forward(self, x):
-        return self.network(x / 255.0)
-
-
 def game_observations(options: dict, n: int = 40) -> torch.Tensor:
     """n real observations of Breakout as the agent's trainer made them, and random ones: (n + 8, 4, 84, 84) uint8."""
     env, rng = make_env(BREAKOUT, **options), np.random.default_rng(0)
     obs = [env.reset(seed=0)[0]] + [env.step(int(rng.integers(4)))[0] for _ in range(n - 1)]
     noise = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     return torch.cat([torch.as_tensor(np.stack(obs)), noise])
-
-
-def with_trained_scale(network: nn.Module) -> nn.Module:
-    """Weights of a trained agent's size (the default init gives logits near 0, where any mapping looks right)."""
-    torch.manual_seed(0)
-    for p in network.parameters():
-        nn.init.normal_(p, std=0.05)
-    return network
 
 
 def test_cleanrl_ppo_state_dict_gives_the_same_policy_and_value(tmp_path):
@@ -261,9 +223,7 @@ def test_faithfulness_follows_a_dqns_epsilon_greedy_decision(tmp_path):
     """For a Q-value agent the curves follow the policy it plays: each point's KL is 0 where the greedy action stays
     and (1 - eps) log((1 - eps + eps/A) / (eps/A)) where it changes; the probability is 1 - eps + eps/A or eps/A."""
     torch.manual_seed(0)
-    network = CleanRLQNetwork(4)
-    for layer in (network.network[i] for i in (0, 2, 4, 7, 9)):  # CleanRL's orthogonal init: decisions that move
-        nn.init.orthogonal_(layer.weight, 2**0.5)
+    network = cleanrl_init(CleanRLQNetwork(4))  # CleanRL's orthogonal init: decisions that move
     torch.save(network.state_dict(), tmp_path / f"{BREAKOUT}.cleanrl_model")
     agent, meta = load_checkpoint(str(tmp_path / f"{BREAKOUT}.cleanrl_model"))
     obs = game_observations(meta["env_options"], n=8)[:8]
@@ -404,7 +364,9 @@ def test_every_script_explains_an_sb3_agent(sb3_agents, tmp_path, name, capsys):
         assert (not tree) == (f"note: step {t} has no tree" in printed)  # Grad-CAM of zeros: said in one sentence
 
     page = cli(explore, ["--checkpoint", path, "--steps", "0", "3", "--methods", "gradient", "--out", tmp_path / "e"])
-    assert explore.read_page(page)["data"]["heads"] == 0 and len(explore.read_page(page)["data"]["steps"]["t"]) == 3
+    data = explore.read_page(page)["data"]
+    assert data["heads"] == 0 and len(data["steps"]["t"]) == 3 and data["q_values"] == q
+    assert data["layers"] == list(relevance_tree.GRADCAM_LAYERS)  # its 3D tree starts at Grad-CAM's peaks
 
     out = cli(faithfulness, ["--checkpoint", path, "--states", "4", "--games", "1", "--max-steps", "40",
                              "--sanity-states", "2", "--samples", "2", "--method", "gradient", "random",
@@ -413,6 +375,11 @@ def test_every_script_explains_an_sb3_agent(sb3_agents, tmp_path, name, capsys):
     policy = "epsilon-greedy, epsilon 0.05" if q else "policy"  # SB3 DQN's exploration_final_eps
     assert report["policy"] == policy and set(report["methods"]) == {"gradient", "random"}
     assert ("the curves follow the policy it plays, epsilon-greedy" in capsys.readouterr().out) == q
+
+    report = cli(interventions, ["--checkpoint", path, "--games", "1", "--max-steps", "30", "--states", "8",
+                                 "--examples", "2", "--out", tmp_path / "i"])  # fmt: skip
+    assert report["parts"] == ["removal", "examples"] and report["policy"] == policy  # parts 3 and 4, with a note
+    assert "no maps to ablate (part 1) or steer (part 2)" in report["notes"][0] and report["removal"]
 
 
 def test_the_panel_shows_a_dqns_q_values_from_the_lowest_to_the_highest():
@@ -462,7 +429,7 @@ def bad_files(tmp_path_factory, sb3_agents):
         (["{bad}/agent.pt", "--env-id", "CartPole-v1"], "is not an RGB Atari id"),
     ],
 )
-@pytest.mark.parametrize("script", [saliency, relevance_tree, render, faithfulness])
+@pytest.mark.parametrize("script", [saliency, relevance_tree, render, faithfulness, explore, interventions])
 def test_bad_files_get_one_sentence(bad_files, tmp_path, script, argv, words):
     argv = [a.format(bad=bad_files) for a in argv]
     with pytest.raises(SystemExit) as stopped:

@@ -173,6 +173,19 @@ def test_an_agent_without_attention_gets_everything_but_attention(tiny_baseline_
     assert rows[0] == ["game", "step", "action", "value", "score", "reward"] and mat.shape == (3, 512)
 
 
+def test_a_dqns_run_holds_its_q_values(cleanrl_dqn, tmp_path):
+    folder = tmp_path / "tb"
+    render_main("--checkpoint", cleanrl_dqn, "--env-id", "BreakoutNoFrameskip-v4", "--tensorboard", folder,
+                "--no-video", "--overlay", "none", "--max-steps", 3, "--no-cuda")  # fmt: skip
+    acc = read_run(folder)
+    agent, meta = load_checkpoint(cleanrl_dqn, env_id="BreakoutNoFrameskip-v4")
+    steps = list(play(agent, meta["env_id"], 1, max_steps=3, env_options=meta["env_options"]))
+    q = np.array([[scalars(acc, f"game1/q_value/{n}")[t] for n in NAMES] for t in range(3)])
+    assert q == pytest.approx(np.stack([st.activations["logits"][0].numpy() for st in steps]), abs=1e-6)
+    assert scalars(acc, "game1/value") == pytest.approx({t: float(q[t].max()) for t in range(3)}, abs=1e-6)
+    assert scalars(acc, "game1/policy/NOOP")[0] in (pytest.approx(0.9925), pytest.approx(0.0025))  # epsilon-greedy
+
+
 def test_several_agents_are_refused(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         render_main("--checkpoint", tiny_checkpoint, tiny_baseline_checkpoint, "--tensorboard", tmp_path / "tb")

@@ -1,6 +1,7 @@
 """Tests of explore.py: the page's data against the play loop, saliency_maps and build_tree; an agent without
-attention; bad input and Ctrl-C; and the page in a real browser (Debian's headless Chromium driven by Selenium
-with the system driver, software WebGL): no console error, the slider, a node's receptive field, the 3D view.
+attention (its tree from Grad-CAM's peaks) and a DQN (its Q-values); bad input and Ctrl-C; and the page in a real
+browser (Debian's headless Chromium driven by Selenium with the system driver, software WebGL): no console error,
+the slider, a node's receptive field, the 3D view, and a DQN's page.
 
 (tests/test_explore.py tests render.py's TensorBoard explorer.)"""
 
@@ -15,8 +16,10 @@ from PIL import Image
 import explore
 import render
 from play import exit_on_bad_input, load_checkpoint, play
-from relevance_tree import LAYER_COLOURS, LAYERS, build_tree, iter_nodes
-from saliency import METHODS, collapse_frames, saliency_maps
+from relevance_tree import GRADCAM_LAYERS, LAYER_COLOURS, LAYERS, build_tree, gradcam_map, iter_nodes
+from saliency import METHODS, as_float_input, collapse_frames, saliency_maps
+
+BREAKOUT = "BreakoutNoFrameskip-v4"
 
 SEED, STEPS, EVERY, SCALE = 3, (2, 12), 3, 2
 KEPT = list(range(*STEPS, EVERY))  # 2, 5, 8, 11
@@ -120,13 +123,76 @@ def test_activation_maps_are_the_agents_within_a_255th(page, game):
             assert read["data"]["maps"][layer]["scale"][i] == pytest.approx(top.clip(min=1e-12).tolist(), rel=1e-5)
 
 
-def test_an_agent_without_attention_gets_a_page_without_attention(tiny_baseline_checkpoint, tmp_path):
-    path = explore_main("--checkpoint", tiny_baseline_checkpoint, "--steps", 0, 2, "--methods", "gradient",
-                        "--out", tmp_path, "--no-cuda")  # fmt: skip
+def check_gradcam_trees(read: dict, agent, steps: list, explained: list) -> int:
+    """The page's trees of an agent without attention are build_tree's from Grad-CAM's peaks for the explained
+    action, through GRADCAM_LAYERS, and the page keeps that Grad-CAM map (7x7) at each step; returns the nodes."""
+    data, nodes_seen = read["data"], 0
+    assert data["layers"] == list(GRADCAM_LAYERS) and data["keyed"] == "gradcam"
+    obs = np.stack([s.obs for s in steps])
+    cams = gradcam_map(agent, as_float_input(agent, obs), torch.as_tensor(explained))
+    for i, (s, action) in enumerate(zip(steps, explained)):
+        tree = build_tree(agent, s.obs, 2, 3, activations=s.activations, action=action)
+        rows, nodes = data["steps"]["tree"][i], [node for node, _ in iter_nodes(tree)]
+        assert [[GRADCAM_LAYERS[r[0]], *r[1:4]] for r in rows] == [
+            [n["layer"], n["channel"], n["y"], n["x"]] for n in nodes
+        ]
+        assert all(r[1] == action for r in rows if r[0] == 0)  # a root's channel: the explained action
+        kept = data["steps"]["hidden"][i]
+        assert list(kept) == [str(action)] and np.array(kept[str(action)]) == pytest.approx(cams[i].numpy(), abs=1e-4)
+        for r in rows:
+            if r[0] == 0:  # a root's relevance is the map's value at its place
+                assert r[4] == pytest.approx(float(cams[i, r[2], r[3]]), rel=1e-3)
+        assert np.array_equal(read["images"]["tree"][i], render.draw_tree(s.frame, tree, SCALE))
+        nodes_seen += len(nodes)
+    return nodes_seen
+
+
+def test_an_agent_without_attention_gets_the_tree_of_grad_cams_peaks_in_3d(tiny_baseline_checkpoint, tmp_path):
+    path = explore_main("--checkpoint", tiny_baseline_checkpoint, "--steps", 0, 6, "--methods", "gradient",
+                        "--scale", SCALE, "--out", tmp_path, "--no-cuda")  # fmt: skip
     read = explore.read_page(path)
-    assert list(read["images"]) == ["frame", "gradient"] and read["data"]["heads"] == 0
-    assert "attention" not in read["maps"] and read["data"]["steps"]["tree"] == [[], []]
-    assert "has no attention module (trained with --attn-heads 0)" in open(path).read()
+    agent, meta = load_checkpoint(tiny_baseline_checkpoint)
+    steps = list(play(agent, meta["env_id"], 1, max_steps=6))
+    assert list(read["images"]) == ["frame", "gradient", "tree"] and read["data"]["heads"] == 0
+    assert "attention" not in read["maps"]
+    assert check_gradcam_trees(read, agent, steps, [s.action for s in steps]) > 0  # the action taken's logit
+    tree3d = read["data"]["figures"]["tree3d"]
+    planes = [t["name"] for t in tree3d["data"] if t["type"] == "surface"]
+    assert planes == ["input", "conv1", "conv2", "conv3", "gradcam"]  # no attention planes; Grad-CAM above conv3
+    assert tree3d["layout"]["scene"]["zaxis"]["ticktext"] == planes
+    legend = dict((k, text) for k, _, text in read["data"]["overlays"])["tree"]
+    assert "Grad-CAM's peaks red" in legend and "the logit of the action taken" in legend
+    assert "starts at the peaks of Grad-CAM on conv3 for the logit of the action taken" in open(path).read()
+
+
+@pytest.fixture(scope="module")
+def dqn_page(cleanrl_dqn, tmp_path_factory):
+    """A page of 6 steps of a CleanRL DQN (its file does not name its game), and it read back."""
+    path = explore_main("--checkpoint", cleanrl_dqn, "--env-id", BREAKOUT, "--steps", 0, 6, "--methods", "gradient",
+                        "gradcam", "--scale", SCALE, "--out", tmp_path_factory.mktemp("dqn"), "--no-cuda")  # fmt: skip
+    return path, explore.read_page(path)
+
+
+def test_a_dqns_page_shows_its_q_values_and_explains_its_greedy_action(dqn_page, cleanrl_dqn):
+    path, read = dqn_page
+    data = read["data"]
+    agent, meta = load_checkpoint(cleanrl_dqn, env_id=BREAKOUT)
+    steps = list(play(agent, BREAKOUT, 1, max_steps=6, env_options=meta["env_options"]))
+    q = np.stack([s.activations["logits"][0].numpy() for s in steps])
+    assert data["q_values"] and data["value_name"] == "max Q(s, a)" and data["epsilon"] == 0.01
+    assert np.array(data["steps"]["q"]) == pytest.approx(q, abs=1e-6)
+    assert data["steps"]["value"] == pytest.approx(q.max(1).tolist(), abs=1e-6)  # max_a Q(s, a)
+    decision = data["figures"]["decision"]
+    titles = [a["text"] for a in decision["layout"]["annotations"]]
+    assert titles == ["Q(s, a) at this step (bars: lowest to highest)", "Q(s, a) over the game",
+                      "max Q(s, a) over the game"]  # fmt: skip
+    for a in range(4):  # the curves are the Q-values over the game
+        assert decision["data"][1 + a]["y"] == pytest.approx(q[:, a].tolist(), abs=1e-6)
+    legends = {k: text for k, _, text in data["overlays"]}
+    for key in ("gradient", "gradcam", "tree"):  # saliency.py's and render.py's words for a DQN's target
+        assert "Q(s, a*), the greedy action's Q-value" in legends[key] and "logit" not in legends[key]
+    assert check_gradcam_trees(read, agent, steps, q.argmax(1).tolist()) > 0  # the greedy action's Q-value
+    assert "It takes the greedy action, the highest, or with probability 0.01 a random one" in open(path).read()
 
 
 # ----------------------------------------------------------------------------- bad input, folders, Ctrl-C
@@ -280,4 +346,45 @@ def test_the_3d_tree_draws_and_turns_with_software_webgl(browser):
     ).release().perform()  # the learner turns the tree
     turned = element_pixels(browser, "tree3d")
     assert np.abs(turned - view).max(-1).mean() > 5
+    assert severe(browser) == []
+
+
+def test_a_dqns_page_draws_its_q_values_and_its_grad_cam_tree(browser, dqn_page):
+    """The last test of the browser: it loads another page, a DQN's (no attention, Q-values)."""
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    path, read = dqn_page
+    browser.get("file://" + os.path.abspath(path))
+    WebDriverWait(browser, 120).until(lambda d: d.execute_script("return document.body.dataset.ready") == "yes")
+    data = read["data"]
+    i = next(i for i, rows in enumerate(data["steps"]["tree"]) if rows)  # a step with a tree
+    browser.execute_script(f"show({i})")
+    q = np.array(data["steps"]["q"][i])
+    x, base, labels, span = browser.execute_script(
+        "const d = document.getElementById('decision'); return [d.data[0].x, d.data[0].base, d.data[0].y, "
+        "d.layout.xaxis.range]"
+    )
+    assert np.array(x) + np.array(base) == pytest.approx(q, abs=1e-6)  # bars from the lowest Q-value to each one
+    assert base == pytest.approx([q.min()] * 4, abs=1e-6) and span == pytest.approx([q.min(), q.max()], abs=1e-6)
+    assert labels[int(q.argmax())] == f"{data['action_names'][int(q.argmax())]} {q.max():.3f}"
+    assert "max Q(s, a) " in browser.find_element("id", "stats").text
+    view = element_pixels(browser, "tree3d")
+    red = np.array([int(LAYER_COLOURS["gradcam"][i : i + 2], 16) for i in (1, 3, 5)])
+    assert (np.abs(view - red).max(-1) < 40).sum() > 20  # Grad-CAM's red roots, on their plane above conv3's
+    rows = data["steps"]["tree"][i]
+    k = next(k for k, r in enumerate(rows) if r[0] == 0)
+    Select(browser.find_element("id", "node")).select_by_value(str(k))
+    rect = browser.find_elements("css selector", "#boxes rect")[-1]
+    y0, x0, y1, x1 = rows[k][9:13]
+    assert [float(rect.get_attribute(a)) for a in ("x", "y", "width", "height")] == [x0, y0, x1 - x0, y1 - y0]
+    action = data["action_names"][rows[k][1]]
+    title = browser.execute_script("return document.getElementById('activation').layout.title.text")
+    assert title == f"gradcam of {action}, step {data['steps']['t'][i]}"  # the root's channel: its action
+    shown = browser.execute_script("return document.getElementById('activation').data[0].z")
+    assert np.array(shown) == pytest.approx(np.array(data["steps"]["hidden"][i][str(rows[k][1])]), abs=1e-6)
+    for j in range(len(data["steps"]["t"])):  # stepping on, the map follows the action each step explains
+        browser.execute_script(f"show({j})")
+        title = browser.execute_script("return document.getElementById('activation').layout.title.text")
+        action = data["action_names"][int(next(iter(data["steps"]["hidden"][j])))]
+        assert title == f"gradcam of {action}, step {data['steps']['t'][j]}"
     assert severe(browser) == []

@@ -1,7 +1,8 @@
 """Tests of interventions.py: the edited forward pass against the network computed by hand (the agent's own maps,
 uniform maps, removed heads, one-hot steering), the seeds of the ablation's games, the dataset examples' crops,
-the command line end to end, an agent without attention, bad input."""
+the command line end to end, an agent without attention, a CleanRL DQN, bad input."""
 
+import collections
 import json
 import os
 
@@ -26,13 +27,15 @@ from interventions import (
     paint_background,
     place_centre,
     stacked_boxes,
+    stacked_objects,
     steer,
     top_examples,
     uniform_map,
 )
-from play import exit_on_bad_input, load_checkpoint, play
+from play import ENV_OPTIONS, exit_on_bad_input, load_checkpoint, play
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BREAKOUT = "BreakoutNoFrameskip-v4"
 DEMO = os.path.join(ROOT, "checkpoints", "breakout_coef0.002.pt")  # trained: edits move its policy a lot
 TINY = ["--games", "2", "--max-steps", "40", "--states", "24", "--steer-states", "4", "--figures", "1"]
 TINY += ["--examples", "3", "--no-cuda"]
@@ -166,6 +169,68 @@ def test_an_agent_without_attention_gets_the_examples_and_a_note(tiny_baseline_c
     assert not os.path.exists(os.path.join(report["out"], "ablation.png"))
     assert "head0_mass_shifted" not in report["removal"]["ball removed"]  # no attention to move: the KL only
     assert report["removal"]["control for ball"]["kl_mean"] >= 0
+
+
+def test_a_cleanrl_dqn_plays_its_trainers_game_and_its_kl_is_that_of_its_epsilon_greedy_policy(
+    cleanrl_dqn, tmp_path, capsys, monkeypatch
+):
+    """An agent trained elsewhere (CleanRL's dqn_atari.py file, which does not name its game): --env-id, the game as
+    CleanRL's wrappers showed it (meta["env_options"]), parts 3 and 4 with the note, and part 3's KL that of the
+    policy it plays, epsilon-greedy: 0 where the greedy action stays, (1 - eps) log((1 - eps + eps/A) / (eps/A))
+    where it changes."""
+    import interventions
+
+    options, real_play = [], interventions.play
+
+    def spy(*args, **kwargs):
+        options.append(kwargs.get("env_options"))
+        return real_play(*args, **kwargs)
+
+    monkeypatch.setattr(interventions, "play", spy)
+    report = cli(["--checkpoint", cleanrl_dqn, "--env-id", BREAKOUT, *TINY, "--out", str(tmp_path / "o")])
+    assert options == [ENV_OPTIONS["cleanrl"]] * 2  # both intact games, as CleanRL's Atari wrappers made them
+    agent, meta = load_checkpoint(cleanrl_dqn, env_id=BREAKOUT)
+    games = {seed: list(play(agent, BREAKOUT, seed, max_steps=40, env_options=meta["env_options"])) for seed in (1, 2)}
+    assert all(s["action"] == games[s["seed"]][s["t"]].action for s in report["states"])  # the states of those games
+    assert report["parts"] == ["removal", "examples"] and report["policy"] == "epsilon-greedy, epsilon 0.01"
+    printed = capsys.readouterr().out
+    assert "no maps to ablate (part 1) or steer (part 2)" in printed
+    assert "part 3's KL is that of the policy it plays, epsilon-greedy, epsilon 0.01" in printed
+    flip = 0.99 * np.log((0.99 + 0.0025) / 0.0025)
+    assert f"{flip:.2f} nats where it changes" in printed
+    removal = report["removal"]
+    assert set(removal) == {"ball removed", "control for ball", "paddle removed", "control for paddle"}
+    for r in removal.values():
+        assert r["kl_mean"] == pytest.approx(flip * r["action_changed_mean"], rel=1e-4, abs=1e-6)
+        assert "head0_mass_shifted" not in r
+    assert max(r["action_changed_mean"] for r in removal.values()) > 0  # some decisions changed: the KL was not 0
+    assert len(report["examples"]["conv3"]) == 64 and not report["examples"]["heads"]
+    assert {"removal.png", "examples_conv3.png", "interventions.json"} <= set(os.listdir(report["out"]))
+
+
+def test_each_stacked_frame_gets_the_objects_of_the_step_it_shows():
+    """This project's stack goes on after a lost life; SB3's restarts with zeros and CleanRL's with copies of the
+    new first frame, whose objects are that frame's, not those of the steps before."""
+    frames = [np.full((84, 84), 10 + t, np.uint8) for t in range(6)]
+    objects = [{"ball": (t, 0, t + 1, 1)} for t in range(6)]
+    zero = np.zeros((84, 84), np.uint8)
+    recent = collections.deque(maxlen=4)
+    seen = []
+    for t, obs in enumerate(
+        [
+            [zero, zero, zero, frames[0]],  # a game's start: zero padding
+            [zero, zero, frames[0], frames[1]],
+            [zero, frames[0], frames[1], frames[2]],
+            [frames[0], frames[1], frames[2], frames[3]],
+            [zero, zero, zero, frames[4]],  # SB3: a new episode after a lost life
+            [frames[5]] * 4,  # CleanRL: a new episode, the first frame repeated
+        ]
+    ):
+        recent.append((frames[t], objects[t]))
+        seen.append(stacked_objects(np.stack(obs), recent))
+    assert seen[0] == [None, None, None, objects[0]] and seen[2] == [None, *objects[:3]]
+    assert seen[3] == objects[:4]
+    assert seen[4] == [None, None, None, objects[4]] and seen[5] == [objects[5]] * 4
 
 
 # ----------------------------------------------------------------------------- dataset examples and drawing
