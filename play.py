@@ -17,7 +17,8 @@
   overwriting files), `Progress` on stderr, and `exit_on_bad_input`: a `UsageError` (ppo_attention.py's) is one
   sentence and exit 1, Ctrl-C is exit 130, any other error is a bug and keeps its traceback.
 
-Imports flow one way: ppo_attention <- play <- saliency <- relevance_tree <- render, explore; saliency <- faithfulness.
+Imports flow one way: ppo_attention <- play <- saliency <- relevance_tree <- render, explore; saliency <- faithfulness,
+interventions.
 The game's objects live here, beside the game they are read from, so that every script can reuse them.
 
     from play import load_checkpoint, play
