@@ -12,6 +12,7 @@ Usage: python ppo_attention.py --env-id BreakoutNoFrameskip-v4 --attn-coef 5e-4
 import dataclasses
 import difflib
 import os
+import pathlib
 import random
 import re
 import signal
@@ -303,7 +304,7 @@ def start_run(args: Args) -> tuple:
 def resolve_precision(requested: str, device: torch.device) -> str:
     """fp32 or bf16. auto: bf16 where the device computes it natively (a GPU that has it, a CPU with one of the
     BF16_CPU_FLAGS); bf16 asked for elsewhere (emulated, slow) falls back to fp32, with one sentence."""
-    flags = set(open("/proc/cpuinfo").read().split()) if os.path.isfile("/proc/cpuinfo") else set()
+    flags = set(pathlib.Path("/proc/cpuinfo").read_text().split()) if os.path.isfile("/proc/cpuinfo") else set()
     native = torch.cuda.is_bf16_supported() if device.type == "cuda" else bool(flags & BF16_CPU_FLAGS)
     if requested == "bf16" and not native:
         print(f"bf16 is not supported natively on this {device.type.upper()}; training in fp32 instead.")
