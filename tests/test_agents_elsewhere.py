@@ -46,6 +46,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def sb3_logs_in_tmp(tmp_path_factory):
+    """SB3 makes a log folder /tmp/SB3-<time> for every model unless $SB3_LOGDIR names one: keep them in pytest's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
+        yield
+
+
 # ----------------------------------------------------------------------------- the reference envs
 
 

@@ -1,6 +1,7 @@
 """The RL math of ppo_attention.py against references written another way: GAE as a forward sum, the PPO
 loss term by term from hand-computed numbers, the minibatches, and one real training run whose every step
-is recorded, for the reward clipping, the logged scores and the forced FIRE steps.
+is recorded, for the reward clipping, the logged scores, the forced FIRE steps, the done flags, the stored
+log-probs and values, and the learning-rate schedule. tests/mutate_rl_math.py checks that each catches its change.
 
 Each test is meant to fail when one term of its formula changes (λ, γ, the done mask, the bootstrap, the
 clip's min/max or bounds, value clipping, a coefficient or its sign, advantage normalisation)."""
@@ -171,6 +172,17 @@ def test_without_normalisation_or_value_clipping_the_raw_terms_are_used():
     assert float(stats["value_loss"]) == pytest.approx(0.5 * statistics.mean(plain), rel=1e-5)
 
 
+def test_value_clipping_bounds_the_new_value_on_both_sides():
+    """Old values 0, clip 0.2. Sample 0: V moved down to -0.5, return -1 -> V clipped to -0.2, (0.8)^2 = 0.64 beats
+    the unclipped (0.5)^2. Sample 1: the mirror image. Value loss = 0.5 * mean(0.64, 0.64) = 0.32."""
+    minibatch = dict(logprobs=torch.zeros(2), advantages=torch.ones(2), returns=torch.tensor([-1.0, 1.0]),
+                     values=torch.zeros(2))  # fmt: skip
+    args = Args(clip_coef=0.2, clip_vloss=True)
+    _, stats = ppo_losses(torch.zeros(2), torch.ones(2), torch.tensor([[-0.5], [0.5]]), torch.zeros(2, 1), minibatch,
+                          args)  # fmt: skip
+    assert float(stats["value_loss"]) == pytest.approx(0.32)
+
+
 def test_an_agent_without_attention_logs_no_attention_entropy():
     _, _, minibatch, new = loss_case()
     _, stats = ppo_losses(new["newlogprob"], new["entropy"], new["newvalue"], torch.zeros(4, 0), minibatch, Args())
@@ -202,60 +214,102 @@ class RecordedEnvs:
         return obs, reward, term, trunc, info
 
 
-def test_rewards_are_clipped_for_learning_scores_are_logged_raw_and_forced_fire_is_not_trained_on(
-    tmp_path, monkeypatch
-):
-    """Qbert: rewards of 25 and more, 4 lives, FIRE (action 1). 2 envs x 256 steps x 2 iterations."""
-    recorded, gae_rewards, minibatch_rows = [], [], []
-    real_make, real_gae, real_losses = (
+@pytest.fixture(scope="module", params=[108_000, 600], ids=["whole games", "games cut at 600 frames"])
+def qbert_run(request, tmp_path_factory) -> dict:
+    """A real training run with every step recorded. Qbert: rewards of 25 and more, 4 lives, FIRE (action 1).
+    2 envs x 256 steps x 2 iterations, 2 minibatches, 1 epoch. Played at random, a game of Qbert lasts 275-556
+    steps: whole games give game overs, games cut at 600 frames (150 steps) give truncated games instead."""
+    run = dict(gae_inputs=[], minibatch_rows=[], first_minibatches=[], frames=request.param)
+    real_resolve, real_make, real_gae, real_losses = (
+        ppo_attention.resolve_atari_id,
         ppo_attention.make_vector_env,
         ppo_attention.compute_gae,
         ppo_attention.ppo_losses,
     )
 
+    def resolve(env_id):
+        game, settings = real_resolve(env_id)
+        return game, settings | dict(max_num_frames_per_episode=request.param)
+
     def make(*a):
-        recorded.append(RecordedEnvs(real_make(*a)))
-        return recorded[-1]
+        run["envs"] = RecordedEnvs(real_make(*a))
+        return run["envs"]
 
-    def gae(rewards, *a):
-        gae_rewards.append(rewards.clone())
-        return real_gae(rewards, *a)
+    def gae(rewards, values, dones, next_value, next_done, args):
+        run["gae_inputs"].append(dict(rewards=rewards.clone(), dones=dones.clone(), next_done=next_done.clone()))
+        return real_gae(rewards, values, dones, next_value, next_done, args)
 
-    def losses(newlogprob, *a):
-        minibatch_rows.append(len(newlogprob))
-        return real_losses(newlogprob, *a)
+    def losses(newlogprob, entropy, newvalue, attn_entropy, minibatch, args):
+        if len(run["minibatch_rows"]) % 2 == 0:  # an iteration's first minibatch: the network is still the rollout's
+            run["first_minibatches"].append((newlogprob.detach(), newvalue.detach().view(-1), minibatch))
+        run["minibatch_rows"].append(len(newlogprob))
+        return real_losses(newlogprob, entropy, newvalue, attn_entropy, minibatch, args)
 
-    monkeypatch.setattr(ppo_attention, "make_vector_env", make)
-    monkeypatch.setattr(ppo_attention, "compute_gae", gae)
-    monkeypatch.setattr(ppo_attention, "ppo_losses", losses)
-    args = tiny_args(tmp_path, env_id="QbertNoFrameskip-v4", num_steps=256, total_timesteps=1024, precision="fp32")
-    path, _ = train(args)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, replacement in [("resolve_atari_id", resolve), ("make_vector_env", make), ("compute_gae", gae),
+                                  ("ppo_losses", losses)]:  # fmt: skip
+            patch.setattr(ppo_attention, name, replacement)
+        run["args"] = tiny_args(tmp_path_factory.mktemp("qbert"), env_id="QbertNoFrameskip-v4", num_steps=256,
+                                total_timesteps=1024, precision="fp32")  # fmt: skip
+        path, _ = train(run["args"])
+    steps = run["envs"].steps
+    run |= {key: np.stack([s[key] for s in steps]) for key in steps[0]}  # (512, 2) each: actions, reward, term, ...
+    run["events"] = EventAccumulator(os.path.dirname(path))
+    run["events"].Reload()
+    return run
 
-    steps = recorded[0].steps
-    reward = np.stack([s["reward"] for s in steps])  # (512, 2) raw game rewards
+
+def test_rewards_are_clipped_for_learning_and_the_logged_score_is_the_raw_game_score(qbert_run):
+    reward = qbert_run["reward"]  # (512, 2) raw game rewards
     assert (np.abs(reward) > 1).any()  # Qbert's rewards are not already in {-1, 0, 1}
-    learned = torch.cat(gae_rewards).numpy()  # (512, 2): what GAE learned from
+    learned = torch.cat([g["rewards"] for g in qbert_run["gae_inputs"]]).numpy()  # (512, 2): what GAE learned from
     assert np.array_equal(learned, np.sign(reward))
 
     # the logged score of each finished game is the sum of its raw rewards, over all its lives
-    ends = np.stack([s["trunc"] | (s["term"] & ~s["lost_life"]) for s in steps])
+    ends = qbert_run["trunc"] | (qbert_run["term"] & ~qbert_run["lost_life"])
     expected, running = [], np.zeros(2)
-    for t in range(len(steps)):
+    for t in range(len(reward)):
         running += reward[t]
         for i in np.flatnonzero(ends[t]):
             expected.append(running[i])
             running[i] = 0
-    events = EventAccumulator(os.path.dirname(path))
-    events.Reload()
-    logged = [e.value for e in events.Scalars("charts/episodic_return")]
+    logged = [e.value for e in qbert_run["events"].Scalars("charts/episodic_return")]
     assert expected and sorted(logged) == pytest.approx(sorted(expected)) and max(logged) > 1
 
-    # the step after a lost life pressed FIRE, and the update left exactly those steps out
-    lost = np.stack([s["lost_life"] for s in steps])
+
+def test_forced_fire_steps_are_left_out_of_the_update(qbert_run):
+    """The step after a lost life presses FIRE, and the update leaves exactly those steps out."""
+    lost = qbert_run["lost_life"]
     forced = np.zeros_like(lost)
     forced[1:] = lost[:-1]
-    actions = np.stack([s["actions"] for s in steps])
-    assert forced.sum() >= 2 and (actions[forced] == 1).all()
+    assert forced.sum() >= 2 and (qbert_run["actions"][forced] == 1).all()
     chosen_per_iteration = [int((~forced[i * 256 : (i + 1) * 256]).sum()) for i in range(2)]
-    rows_per_iteration = [sum(minibatch_rows[:2]), sum(minibatch_rows[2:])]  # 2 minibatches, 1 epoch each
+    rows = qbert_run["minibatch_rows"]
+    rows_per_iteration = [sum(rows[:2]), sum(rows[2:])]  # 2 minibatches, 1 epoch each
     assert rows_per_iteration == chosen_per_iteration and sum(chosen_per_iteration) < 1024
+
+
+def test_gae_gets_the_done_flags_of_lost_lives_game_overs_and_cut_games(qbert_run):
+    """dones[t] marks obs t as an episode's start: step t - 1 lost a life, ended the game or was cut (truncated)."""
+    ended = qbert_run["term"] | qbert_run["trunc"]  # (512, 2)
+    game_over = qbert_run["term"] & ~qbert_run["lost_life"]
+    assert qbert_run["lost_life"].any() and (qbert_run["trunc"] if qbert_run["frames"] == 600 else game_over).any()
+    starts = np.concatenate([np.zeros((1, 2), bool), ended[:-1]])  # obs 0 of the run starts a game
+    gae_inputs = qbert_run["gae_inputs"]
+    assert np.array_equal(torch.cat([g["dones"] for g in gae_inputs]).numpy(), starts)
+    assert [g["next_done"].tolist() for g in gae_inputs] == [ended[255].tolist(), ended[511].tolist()]
+
+
+def test_the_update_starts_from_the_log_probs_and_values_the_rollout_stored(qbert_run):
+    """Before an iteration's first update the network is the one that played, so it gives the stored log-probs
+    and values of the actions taken again: the ratio starts at 1."""
+    for newlogprob, newvalue, minibatch in qbert_run["first_minibatches"]:
+        assert torch.allclose(newlogprob, minibatch["logprobs"], atol=1e-4)
+        assert torch.allclose(newvalue, minibatch["values"], atol=1e-4)
+        assert torch.allclose(minibatch["returns"] - minibatch["values"], minibatch["advantages"], atol=1e-5)
+
+
+def test_the_learning_rate_anneals_linearly_to_zero(qbert_run):
+    """CleanRL's schedule: iteration i of n uses (1 - (i - 1) / n) x the rate; 2 iterations give 1x and 0.5x."""
+    learning_rates = [e.value for e in qbert_run["events"].Scalars("charts/learning_rate")]
+    assert learning_rates == pytest.approx([qbert_run["args"].learning_rate, qbert_run["args"].learning_rate / 2])
