@@ -554,8 +554,12 @@ def load_cleanrl(path: str, state: dict, env_id: Optional[str]) -> tuple:
 
 
 def plain(entry):
-    """A value of SB3's `data` JSON, or None where SB3 cloudpickled it (a ":serialized:" entry is never unpickled)."""
-    return None if isinstance(entry, dict) and ":serialized:" in entry else entry
+    """A value of SB3's `data` JSON without unpickling: as it is where SB3 stored it as JSON; where SB3 cloudpickled it
+    (":serialized:"), the plain fields SB3 wrote beside the blob: an object's first-level attributes or a dict's items,
+    as JSON, or as their str() where they were not JSON (so a str there may have been another Python value)."""
+    if isinstance(entry, dict) and ":serialized:" in entry:
+        return {k: v for k, v in entry.items() if k not in (":type:", ":serialized:")}
+    return entry
 
 
 def load_sb3(path: str, env_id: Optional[str]) -> tuple:
@@ -563,10 +567,11 @@ def load_sb3(path: str, env_id: Optional[str]) -> tuple:
 
     The weights come from `policy.pth` (weights_only=True): the shared CNN and the heads; the copies of the CNN
     (pi_, vf_features_extractor) must equal it, and DQN's target network is not read. Of the `data` JSON only
-    plain fields are read: the policy's `observation_space` `_shape` and `dtype` (strings), `policy_kwargs`'
-    `normalize_images` (where the policy_kwargs are plain JSON), `num_timesteps`, `exploration_final_eps`, and
-    whether there is a `clip_range` (PPO, not A2C). What SB3 cloudpickled (`:serialized:`: Python objects,
-    which could run code) is never unpickled.
+    plain fields are read (see `plain`): the `observation_space`'s `_shape` (a list) and `dtype` ("uint8"),
+    `policy_kwargs`' `normalize_images` (true or false), `num_timesteps`, `exploration_final_eps`, and whether
+    there is a `clip_range` (PPO, not A2C). What SB3 cloudpickled (`:serialized:`: Python objects, which could run
+    code) is never unpickled; an agent whose fields cannot be read so is refused. (The space's bounds need no check:
+    SB3's NatureCNN refuses to normalize images that are not 0..255.)
     """
     with zipfile.ZipFile(path) as z:
         if not {"data", "policy.pth"} <= set(z.namelist()):
@@ -586,17 +591,37 @@ def load_sb3(path: str, env_id: Optional[str]) -> tuple:
     if any(not torch.equal(v, state[k.split("_", 1)[1]]) for k, v in state.items() if k.startswith(SB3_COPIES[:2])):
         raise UsageError(f"'{path}' has a CNN of its own for the value (share_features_extractor=False); "
                          "this project's Agent shares one.")  # fmt: skip
-    space = plain(data.get("observation_space")) or {}
-    if space.get("_shape", "[4, 84, 84]") != "[4, 84, 84]" or space.get("dtype", "uint8") != "uint8":
-        raise UsageError(f"'{path}' saw {space.get('dtype')} observations of shape {space.get('_shape')}, not 4 "
-                         "stacked 84x84 uint8 frames (SB3's AtariWrapper and VecFrameStack(4)).")  # fmt: skip
-    normalized = (plain(data.get("policy_kwargs")) or {}).get("normalize_images", True)
+    shape, dtype = sb3_observations(path, data)
+    if shape != [4, 84, 84] or dtype != "uint8":
+        raise UsageError(f"'{path}' saw {dtype} observations of shape {tuple(shape)}, not 4 stacked 84x84 uint8 "
+                         "frames (SB3's AtariWrapper and VecFrameStack(4)).")  # fmt: skip
+    normalized = sb3_normalize_images(path, data)
     epsilon = float(data.get("exploration_final_eps", 0.05)) if dqn else None
     agent = nature_cnn(path, state, source, epsilon, scale=1.0 if normalized else 255.0)
     env_id, names = game_of(path, env_id, agent.n_actions, source)
     run_name = os.path.splitext(os.path.basename(path))[0]
     meta = elsewhere_meta(path, agent, env_id, names, run_name, source, "sb3")
-    return agent, meta | dict(global_step=plain(data.get("num_timesteps")))
+    return agent, meta | dict(global_step=data.get("num_timesteps"))
+
+
+def sb3_observations(path: str, data: dict) -> tuple:
+    """(shape as a list, dtype name) of the observations an SB3 agent saw, from its `data`'s observation_space."""
+    space = plain(data.get("observation_space"))
+    shape, dtype = (space.get("_shape", space.get("shape")), space.get("dtype")) if isinstance(space, dict) else (0, 0)
+    if not (isinstance(shape, list) and all(isinstance(n, int) for n in shape) and isinstance(dtype, str)):
+        raise UsageError(f"'{path}' does not say in plain JSON what observations its agent saw (its data's "
+                         "observation_space has no _shape and dtype), and it is not unpickled here.")  # fmt: skip
+    return shape, dtype
+
+
+def sb3_normalize_images(path: str, data: dict) -> bool:
+    """Whether an SB3 policy divided its frames by 255: `policy_kwargs`' normalize_images, True where it is unset."""
+    kwargs = plain(data.get("policy_kwargs", {}))
+    normalized = kwargs.get("normalize_images", True) if isinstance(kwargs, dict) else None
+    if not isinstance(normalized, bool):
+        raise UsageError(f"'{path}' does not say in plain JSON whether its policy divided its frames by 255 "
+                         "(policy_kwargs' normalize_images), and it is not unpickled here.")  # fmt: skip
+    return normalized
 
 
 def elsewhere_meta(path, agent, env_id, names, run_name, source, trainer) -> dict:

@@ -334,6 +334,68 @@ def test_sb3_agents_give_sb3s_logits_on_what_the_play_loop_feeds_them(sb3_agents
         assert all(np.array_equal(o[0], s.obs) for o, s in zip(sb3_obs, steps))
 
 
+@pytest.fixture(scope="module")
+def sb3_unusual(tmp_path_factory):
+    """{case: zip path} of PPO CnnPolicies trained for 256 steps that SB3 saves with cloudpickled entries beside
+    plain ones: policy_kwargs holding a class (RMSprop) and normalize_images=False (the CNN reads frames in 0..255),
+    and an observation space of float32 stacks (4, 84, 84), which this project's play loop does not give."""
+    folder, paths = tmp_path_factory.mktemp("sb3_unusual"), {}
+    as_float = lambda env: TransformObservation(  # noqa: E731
+        env, lambda o: o.astype(np.float32), gym.spaces.Box(0, 255, (4, 84, 84), np.float32)
+    )
+    envs = {
+        "raw frames, RMSprop": VecFrameStack(make_atari_env(BREAKOUT, n_envs=1, seed=0), n_stack=4),
+        "float32 frames": as_float(make_env(BREAKOUT, **ENV_OPTIONS["sb3"])),
+    }
+    kwargs = dict(normalize_images=False, optimizer_class=torch.optim.RMSprop)
+    for case, env in envs.items():
+        torch.manual_seed(0)
+        model = sb3.PPO("CnnPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu",
+                        policy_kwargs=kwargs)  # fmt: skip
+        model.learn(256)
+        paths[case] = str(folder / f"ppo-{case.split()[0]}-{BREAKOUT}.zip")
+        model.save(paths[case])
+    return paths
+
+
+def test_sb3_fields_beside_serialized_ones_are_read(sb3_unusual):
+    """SB3 cloudpickles policy_kwargs that hold a class and writes normalize_images beside it as plain JSON: the
+    agent divides by 255 only where SB3 did, so its logits and V(s) are SB3's own (model.policy's)."""
+    path = sb3_unusual["raw frames, RMSprop"]
+    data = json.loads(zipfile.ZipFile(path).read("data"))
+    assert ":serialized:" in data["policy_kwargs"] and data["policy_kwargs"]["normalize_images"] is False
+    assert ":serialized:" in data["observation_space"] and data["observation_space"]["_shape"] == [4, 84, 84]
+    agent, meta = load_checkpoint(path)
+    obs = game_observations(meta["env_options"])
+    with torch.no_grad():
+        out = agent.activations(obs)
+    logits, value = sb3_outputs("PPO", path, obs)
+    assert logits.abs().max() > 1  # raw frames: far from 0, where a missing or extra / 255 could pass
+    torch.testing.assert_close(out["logits"], logits, rtol=1e-5, atol=TOLERANCE * float(logits.abs().max()))
+    torch.testing.assert_close(out["value"], value, rtol=1e-5, atol=TOLERANCE * float(value.abs().max()))
+
+
+def test_an_sb3_agent_of_other_observations_is_refused(sb3_unusual, tmp_path):
+    """float32 stacks of the same shape fit the Nature CNN's weights, but the play loop gives uint8 frames; and a
+    data JSON whose observation_space or normalize_images cannot be read without unpickling is refused too."""
+    with pytest.raises(UsageError, match=r"saw float32 observations of shape \(4, 84, 84\), not 4 stacked 84x84"):
+        load_checkpoint(sb3_unusual["float32 frames"])
+    original = sb3_unusual["raw frames, RMSprop"]
+    data = json.loads(zipfile.ZipFile(original).read("data"))
+    edits = {
+        "observation_space": lambda d: {k: v for k, v in d["observation_space"].items() if k != "_shape"},
+        "normalize_images": lambda d: d["policy_kwargs"] | {"normalize_images": "False"},  # a str(): not JSON's
+    }
+    for words, edit in edits.items():
+        changed = data | {"observation_space" if words == "observation_space" else "policy_kwargs": edit(data)}
+        path = tmp_path / f"ppo-{words}-{BREAKOUT}.zip"
+        with zipfile.ZipFile(original) as z, zipfile.ZipFile(path, "w") as out:
+            for name in z.namelist():
+                out.writestr(name, json.dumps(changed) if name == "data" else z.read(name))
+        with pytest.raises(UsageError, match=f"does not say in plain JSON .*{words}"):
+            load_checkpoint(str(path))
+
+
 def cli(script, argv: list):
     return exit_on_bad_input(script.main, [str(a) for a in argv])
 
