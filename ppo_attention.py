@@ -9,6 +9,7 @@ rl-attention (AI Safety Camp 3: Nikulin, Kosch, Steuer, Cunningham 2019; github.
 Usage: python ppo_attention.py --env-id BreakoutNoFrameskip-v4 --attn-coef 5e-4
 """
 
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -312,12 +313,22 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 
 
 class StopRequest:
-    """Ctrl-C (or SIGTERM, a scheduler's stop) sets `requested`: the loop finishes the work in hand, saves, stops."""
+    """`with StopRequest(message) as stop:` Ctrl-C (or SIGTERM, a scheduler's stop) sets `stop.requested`: the loop
+    finishes the work in hand, saves, stops; each press prints `message`. Leaving the block puts back the handlers
+    that were there before, so Ctrl-C interrupts again (in a notebook, or a test that calls train())."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, message: str):
-        self.requested, self.message = False, message
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.handle)
+        self.requested, self.message, self.previous = False, message, {}
+
+    def __enter__(self):
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self.previous.items():  # None: a handler not installed from Python, put back as the default
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
     def handle(self, signum, frame):
         self.requested = True
@@ -388,7 +399,7 @@ def train(args: Args) -> tuple:
     game_score, game_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)  # over all lives
     recent_scores, stop = [], StopRequest("finishing this iteration, then saving it")
     start_time, start_step, last_print = time.time(), global_step, 0.0
-    try:
+    with stop, contextlib.closing(envs), contextlib.closing(writer):  # on leaving: closed, the handlers put back
         for iteration in range(start_iteration, num_iterations + 1):
             if args.anneal_lr:  # Annealing the rate if instructed to do so.
                 optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
@@ -455,9 +466,6 @@ def train(args: Args) -> tuple:
                 )
             if stop.requested:
                 break
-    finally:
-        envs.close()
-        writer.close()
     interrupted = stop.requested and global_step < total
     print(f"stopped; continue: python ppo_attention.py --resume {ckpt_path}" if interrupted else f"done: {ckpt_path}")
     return ckpt_path, interrupted

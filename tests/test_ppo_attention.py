@@ -255,6 +255,28 @@ def test_two_quick_ctrl_c_end_with_exit_130_and_no_traceback(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err, err
 
 
+def test_train_in_process_puts_back_the_signal_handlers_it_found(tmp_path):
+    """train() catches Ctrl-C and SIGTERM while it runs; afterwards the handlers installed before are back, so a
+    notebook's or a test's Ctrl-C interrupts again."""
+    presses = []
+
+    def mine(signum, frame):
+        presses.append(signum)
+
+    before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        signal.signal(signal.SIGINT, mine)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        train(tiny_args(tmp_path))
+        assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # Python runs the handler at its next bytecode
+        assert presses == [signal.SIGINT]
+    finally:
+        for sig, handler in zip((signal.SIGINT, signal.SIGTERM), before):
+            signal.signal(sig, handler)
+
+
 def test_ctrl_c_twice_during_the_save_lets_it_finish(tmp_path, monkeypatch, capsys):
     """Ctrl-C asks once; more presses change nothing, so no press can interrupt the checkpoint being written."""
     import ppo_attention
@@ -268,10 +290,12 @@ def test_ctrl_c_twice_during_the_save_lets_it_finish(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(ppo_attention, "save_checkpoint", save_under_ctrl_c)
     argv = [*TINY, "--total-timesteps", "6400", "--save-interval", "1", "--runs-dir", str(tmp_path)]
+    handler = signal.getsignal(signal.SIGINT)
     assert ppo_attention.main(argv) == 130
     (run_dir,) = tmp_path.iterdir()
     assert read_checkpoint(str(run_dir))["global_step"] == 64  # the first iteration, saved whole
     assert capsys.readouterr().err.count("Ctrl-C: finishing this iteration, then saving it") == 2
+    assert signal.getsignal(signal.SIGINT) is handler  # stopped by Ctrl-C, the handler found is back
 
 
 def test_ctrl_c_during_the_last_update_finishes_the_run(tmp_path, monkeypatch):
