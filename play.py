@@ -435,6 +435,7 @@ def load_checkpoint(path: str, device="cpu", env_id: Optional[str] = None) -> tu
     epsilon of its epsilon-greedy play), source (what trained it), env_options (make_env's settings of what it saw
     in training) and, from this project's checkpoints, the rest of the file but the tensors (args, global_step, ...).
     """
+    check_run_folder(path)
     if os.path.isfile(path) and zipfile.is_zipfile(path) and not is_torch_zip(path):
         agent, meta = load_sb3(path, env_id)
     elif cleanrl_names(state := torch_file(path)):
@@ -444,6 +445,20 @@ def load_checkpoint(path: str, device="cpu", env_id: Optional[str] = None) -> tu
     else:
         agent, meta = load_ppo_attention(path, env_id)
     return agent.to(device).eval(), meta
+
+
+AGENT_FILES = (".pt", ".zip", ".cleanrl_model")  # this project's, SB3's and CleanRL's agent files
+
+
+def check_run_folder(path: str) -> None:
+    """A folder loads as a run folder (its run.pt); for one without, UsageError naming the agent files it holds."""
+    if not os.path.isdir(path) or os.path.isfile(os.path.join(path, "run.pt")):
+        return
+    files = sorted(f for f in os.listdir(path) if f.endswith(AGENT_FILES) and os.path.isfile(os.path.join(path, f)))
+    shown, more = ", ".join(os.path.join(path, f) for f in files[:6]), len(files) - 6
+    shown += f" and {more} more" if more > 0 else ""
+    choose = f"give one of its files: {shown}" if files else "it holds no .pt, .zip or .cleanrl_model file either"
+    raise UsageError(f"'{path}' is a folder without a run.pt (a run folder of ppo_attention.py); {choose}.")
 
 
 def is_torch_zip(path: str) -> bool:
@@ -541,10 +556,12 @@ def cleanrl_names(state) -> bool:
 
 
 def load_cleanrl(path: str, state: dict, env_id: Optional[str]) -> tuple:
-    """A state dict of CleanRL's ppo_atari.py `Agent` (network.0/2/4/7, actor, critic; the script has no save flag,
-    its users save `agent.state_dict()`) or of dqn_atari.py's `QNetwork` (network.0 to network.9; `--save-model`
-    writes runs/<run_name>/<exp_name>.cleanrl_model). Both compute network(x / 255), as the Agent does."""
-    dqn = path.endswith(".cleanrl_model") or any(str(k).startswith("network.9.") for k in state)
+    """A state dict of CleanRL's ppo_atari.py `Agent` (network.0/2/4/7, actor, critic; its users save
+    `agent.state_dict()`) or of dqn_atari.py's `QNetwork` (network.0 to network.9, no actor or critic; `--save-model`
+    writes runs/<run_name>/<exp_name>.cleanrl_model). The keys tell the two apart, not the file's name: CleanRL's
+    other scripts save PPO agents as .cleanrl_model too. Both compute network(x / 255), as the Agent does."""
+    heads = any(str(k).startswith(("actor.", "critic.")) for k in state)
+    dqn = not heads and any(str(k).startswith("network.9.") for k in state)
     source = "CleanRL dqn_atari.py" if dqn else "CleanRL ppo_atari.py"
     agent = nature_cnn(path, state, source, epsilon=CLEANRL_EPSILON if dqn else None)
     env_id, names = game_of(path, env_id, agent.n_actions, source)
@@ -728,12 +745,13 @@ class Progress:
 
 
 def exit_on_bad_input(main, argv=None):
-    """Run a script's `main(argv)`: a UsageError ends with one sentence on stderr and exit 1, Ctrl-C with exit 130.
-    Any other exception is a bug and keeps its traceback."""
+    """Run a script's `main(argv)`: a UsageError ends with one sentence on stderr and exit 1, Ctrl-C with exit 130 and
+    "stopped by Ctrl-C." (with what the script says of it: `KeyboardInterrupt("what was kept")`). Any other exception
+    is a bug and keeps its traceback."""
     try:
         return main(argv)
     except UsageError as e:
         sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        print("\nstopped by Ctrl-C.", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"\nstopped by Ctrl-C{f': {e}' if str(e) else ''}.", file=sys.stderr)
         sys.exit(130)

@@ -403,8 +403,13 @@ def make_overlay(args: Args, overlay: str, agent, meta: dict):
     return TreeOverlay(agent, args.scale, meta["outputs"] == "q_values") if overlay == "tree" else NoOverlay(args.scale)
 
 
+def step_count(steps: int) -> str:
+    """Training steps, readably: "3,072 steps" below a million, "1.02M steps" from a million on."""
+    return f"{steps / 1e6:.2f}M steps" if steps >= 1_000_000 else f"{steps:,} steps"
+
+
 def agent_title(meta: dict) -> str:
-    steps = f"{(meta.get('global_step') or 0) / 1e6:.2f}M steps"
+    steps = step_count(meta.get("global_step") or 0)
     if meta["source"] != "ppo_attention.py":  # an agent trained elsewhere: CleanRL's files do not count steps
         return f"{meta['source']}, {steps}" if meta.get("global_step") else meta["source"]
     return f"attn-coef {meta['args']['attn_coef']:g}, {steps}" if meta["attn_heads"] else f"no attention, {steps}"
@@ -582,8 +587,9 @@ def main(argv=None) -> dict:
     kind = args.overlay or ("attention" if all(agent.attn_heads for agent in agents) else "saliency")
     overlays = [make_overlay(args, kind, agent, meta) for agent, meta in loaded]
     games, film, explorer, progress = [[] for _ in loaded], None, None, Progress()
-    stop = StopRequest("finishing the video with the frames filmed so far")
-    with output_folder(args.out, metas[0]["run_name"], "video", args.force) if args.video else nullcontext() as out:
+    folder = output_folder(args.out, metas[0]["run_name"], "video", args.force) if args.video else nullcontext()
+    asked = "finishing the video with the frames filmed so far" if args.video else "finishing this step"
+    with StopRequest(asked) as stop, folder as out:
         if out:
             name = kind + (f"-{args.method}-{args.target}" if kind == "saliency" else "")
             name = f"{'side_by_side_' if len(agents) > 1 else ''}{name}_seed{args.seed}.mp4"
@@ -615,8 +621,7 @@ def main(argv=None) -> dict:
         print(f"wrote a TensorBoard run of {len(explorer.points)} steps; every image of it shows with:")
         print(f"tensorboard --samples_per_plugin images=100000 --logdir {args.tensorboard}")
     if stop.requested:
-        print("stopped by Ctrl-C: the video holds the frames filmed so far; only finished games are counted.")
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("only finished games are counted")  # exit_on_bad_input says "stopped by Ctrl-C"
     path, frames = (film.path, film.frames) if film and film.frames else (None, 0)
     return dict(agents=result, path=path, frames=frames, size=film.canvas.shape[:2] if film else None)
 

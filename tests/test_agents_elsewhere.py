@@ -179,14 +179,23 @@ def game_observations(options: dict, n: int = 40) -> torch.Tensor:
     return torch.cat([torch.as_tensor(np.stack(obs)), noise])
 
 
-def test_cleanrl_ppo_state_dict_gives_the_same_policy_and_value(tmp_path):
+@pytest.mark.parametrize(
+    "file, run_name",
+    [
+        ("agent.pt", "agent"),  # what ppo_atari.py users save
+        (f"{BREAKOUT}__ppo_atari_envpool__1__1700000000/ppo_atari_envpool.cleanrl_model", None),  # --save-model's
+    ],
+)
+def test_cleanrl_ppo_state_dict_gives_the_same_policy_and_value(tmp_path, file, run_name):
+    """A PPO agent's state dict loads as a policy whatever its file is called: .cleanrl_model is DQN's name too."""
     reference = with_trained_scale(CleanRLPPOAgent(4))
-    path = tmp_path / "agent.pt"
-    torch.save(reference.state_dict(), path)  # what ppo_atari.py users save
+    path = tmp_path / file
+    path.parent.mkdir(exist_ok=True)
+    torch.save(reference.state_dict(), path)
     agent, meta = load_checkpoint(str(path), env_id=BREAKOUT)
     assert type(agent) is Agent and agent.attn_heads == 0 and meta["outputs"] == "policy"
     assert meta["source"] == "CleanRL ppo_atari.py" and meta["env_options"] == ENV_OPTIONS["cleanrl"]
-    assert meta["action_names"] == NAMES and meta["run_name"] == "agent"
+    assert meta["action_names"] == NAMES and meta["run_name"] == (run_name or path.parent.name)
     obs = game_observations(meta["env_options"])
     with torch.no_grad():
         logits, value = reference(obs.float())

@@ -1,6 +1,7 @@
 """Tests of play.py: the single game against training's vector env, the play loop, loading checkpoints,
 the agent's input contract, and the line between a usage error and a bug."""
 
+import os
 import subprocess
 import sys
 
@@ -80,6 +81,26 @@ def test_load_checkpoint_refuses_bad_files_with_one_sentence(tmp_path, tiny_chec
     for name, (path, words) in bad_checkpoints(tmp_path, tiny_checkpoint).items():
         with pytest.raises(UsageError, match=words):
             load_checkpoint(str(path))
+
+
+def test_a_folder_without_run_pt_lists_the_agent_files_in_it(tmp_path, tiny_checkpoint):
+    """--checkpoint checkpoints/: not "checkpoints/run.pt does not exist" but the files it could have meant."""
+    for name in ("b.pt", "a.zip", "dqn.cleanrl_model", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.pt").mkdir()  # a folder, not a file
+    with pytest.raises(UsageError) as refused:
+        load_checkpoint(str(tmp_path))
+    files = ", ".join(str(tmp_path / f) for f in ("a.zip", "b.pt", "dqn.cleanrl_model"))
+    folder = f"'{tmp_path}' is a folder without a run.pt (a run folder of ppo_attention.py)"
+    assert str(refused.value) == f"{folder}; give one of its files: {files}."
+    with pytest.raises(UsageError, match="is a folder without a run.pt .* no .pt, .zip or .cleanrl_model file"):
+        load_checkpoint(str(tmp_path / "sub.pt"))
+    load_checkpoint(os.path.dirname(tiny_checkpoint))  # a run folder loads its run.pt
+    result = subprocess.run(  # the shipped agents' folder, as a newcomer types it
+        [sys.executable, "saliency.py", "--checkpoint", "checkpoints/"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "'checkpoints/' is a folder" in result.stderr and "checkpoints/breakout_coef0.pt" in result.stderr
 
 
 def test_play_is_seeded_and_greedy_is_deterministic(tiny_checkpoint):

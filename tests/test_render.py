@@ -113,6 +113,23 @@ def test_brightness_has_one_meaning_a_diffuse_map_is_dim():
     assert views[0][centre].mean() > 2 * views[1][centre].mean()  # the same scale for every frame and agent
 
 
+def test_agent_titles_count_training_steps_readably():
+    """A 3,072-step run is not "0.00M steps"; the longest title of the shipped kind fits the smallest panel."""
+    ours = dict(source="ppo_attention.py", attn_heads=2, args=dict(attn_coef=0.002))
+    titles = {
+        "attn-coef 0.002, 3,072 steps": ours | dict(global_step=3072),
+        "attn-coef 0.002, 999,999 steps": ours | dict(global_step=999_999),
+        "attn-coef 0.002, 1.02M steps": ours | dict(global_step=1_015_808),
+        "no attention, 10.00M steps": ours | dict(global_step=10_000_000, attn_heads=0),
+        "SB3 PPO, 256 steps": dict(source="SB3 PPO", global_step=256),
+        "CleanRL ppo_atari.py": dict(source="CleanRL ppo_atari.py"),  # its files do not count steps
+    }
+    for title, meta in titles.items():
+        assert render.agent_title(meta) == title
+    panel = render.Panel(200, 420, 2, "attn-coef 0.0005, 999,999 steps", NAMES)  # --scale 2: the narrowest panel
+    assert panel.pad + panel.font.getlength(panel.title) < panel.size[0] - panel.pad  # the title's font
+
+
 def test_the_game_stays_visible_under_every_overlay():
     """A ball under the strongest attention, saliency or tree square keeps at least half its contrast with the
     background next to it: the overlays blend (at most OPACITY), they never paint over or saturate."""
@@ -193,6 +210,7 @@ def test_side_by_side_video_and_headless_evaluation(tiny_checkpoint, second_chec
     """Two agents, each its own game from the same seed: one video twice as wide, as long as the longer game;
     the evaluation's scores are those of the play loop for the same seeds."""
     argv = ["--checkpoint", tiny_checkpoint, second_checkpoint, "--no-cuda", "--episodes", "2", "--seed", "4"]
+    handler = signal.getsignal(signal.SIGINT)
     result = render_main([*argv, "--out", tmp_path / "v", "--json", tmp_path / "eval.json"])
     frames = read_video(result["path"])
     lengths = [[g["steps"] for g in agent["games"]] for agent in result["agents"]]
@@ -211,6 +229,7 @@ def test_side_by_side_video_and_headless_evaluation(tiny_checkpoint, second_chec
         assert agent["score_sd"] == pytest.approx(np.std(scores, ddof=1))
     headless = render_main([*argv, "--no-video"])
     assert headless["path"] is None and headless["agents"] == result["agents"]  # the video changes nothing
+    assert signal.getsignal(signal.SIGINT) is handler  # render's Ctrl-C handler is gone again
 
 
 def test_default_folder_and_force(tiny_checkpoint, tmp_path, monkeypatch):
@@ -240,7 +259,10 @@ def test_ctrl_c_keeps_a_decodable_video_of_what_was_filmed(tiny_checkpoint, tmp_
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
-    assert "stopped by Ctrl-C" in stdout and os.listdir(out) == ["attention_seed1.mp4"]
+    assert os.listdir(out) == ["attention_seed1.mp4"]
+    said = stdout + stderr  # each said once: the press is heard, then the stop
+    assert said.count("frames filmed so far") == 1 and said.count("stopped by Ctrl-C") == 1, said
+    assert "stopped by Ctrl-C: only finished games are counted." in stderr
     frames = read_video(out / "attention_seed1.mp4")
     assert len(frames) > 10 and f"({len(frames)} frames" in stdout
 
