@@ -165,6 +165,17 @@ def overlays(heads: int, methods: tuple, target: str, q_values: bool = False) ->
     return found + [("tree", "relevance tree", tree)]
 
 
+OPENS_ON = ("attention", "perturbation", "ig_blur", "gradient")  # the overlay the page opens on: the first it has
+
+
+def opening_overlay(keys: list) -> str:
+    """The overlay the page opens on: the agent's own attention (all heads); without attention, the saliency
+    method that faithfulness.py found most faithful on the shipped agents, of those the page has (README, "Which
+    explanation can you trust?": perturbation, then IG from the blurred frames, then the gradient), else the
+    first map it has; never the bare game while there is a map."""
+    return next((k for k in OPENS_ON if k in keys), next((k for k in keys if k != "frame"), "frame"))
+
+
 def kept_steps(agent, env_id: str, args: Args, env_options: Optional[dict] = None):
     """The play loop's steps in --steps, every --every-th (the game is played from its start, as the agent's
     trainer showed it: `meta["env_options"]`)."""
@@ -393,8 +404,8 @@ def packed(records: list, meta: dict, args: Args, methods: tuple, agent) -> tupl
         checkpoint=meta["path"], env_id=meta["env_id"], action_names=meta["action_names"], heads=heads,
         seed=args.seed, greedy=args.greedy, target=args.target, methods=list(methods), samples=args.samples,
         layers=list(layers), keyed="attn_hidden" if heads else "gradcam", colours=LAYER_COLOURS,
-        overlays=overlays(heads, methods, args.target, q_values), z_step=Z_STEP, maps=maps,
-        bytes_per_step=bytes_per_step, q_values=q_values, value_name="max Q(s, a)" if q_values else "V(s)",
+        overlays=overlays(heads, methods, args.target, q_values), opens_on=opening_overlay(keys), z_step=Z_STEP,
+        maps=maps, bytes_per_step=bytes_per_step, q_values=q_values, value_name="max Q(s, a)" if q_values else "V(s)",
         epsilon=meta.get("epsilon"), steps={f: [r[f] for r in records] for f in fields}, taken=render.TAKEN,
         bar=render.BAR, figures={"decision": decision_figure(records, meta["action_names"], q_values),
                                  "activation": activation_figure(), "tree3d": tree_figure(layers)},
@@ -409,7 +420,8 @@ def deflated(raw: bytes) -> str:
 
 def page_html(data: dict, maps: bytes, images: dict) -> str:
     """The whole page: style, controls, the data in script elements, plotly.js, and PAGE_JS."""
-    options = "".join(f'<option value="{k}">{name}</option>' for k, name, _ in data["overlays"])
+    chosen = {data["opens_on"]: " selected"}  # the overlay the page opens on
+    options = "".join(f'<option value="{k}"{chosen.get(k, "")}>{name}</option>' for k, name, _ in data["overlays"])
     note = TREE_NOTE if data["heads"] else GRADCAM_TREE_NOTE.format(what=explained_words("action", data["q_values"]))
     tree = f"<div id=tree3d></div><p class=note>{escape(note)}</p>"
     dqn = f"<p class=note>{escape(Q_VALUES_NOTE.format(epsilon=data['epsilon']))}</p>" if data["q_values"] else ""

@@ -5,6 +5,7 @@ the slider, a node's receptive field, the 3D view, and a DQN's page.
 
 (tests/test_explore.py tests render.py's TensorBoard explorer.)"""
 
+import base64
 import io
 import os
 
@@ -71,6 +72,22 @@ def test_frames_and_attention_overlays_are_render_py_drawings(page, game):
         assert np.array_equal(images["attention"][i], render.draw_attention(s.frame, s.attention, SCALE))
         for h in range(2):
             assert np.array_equal(images[f"head{h}"][i], render.draw_attention(s.frame, s.attention, SCALE, [h]))
+
+
+def test_the_page_opens_on_the_attention_or_the_most_faithful_map(page):
+    """Not on the bare game: on the agent's attention; without attention, on perturbation, IG from the blurred
+    frames or the gradient (the most faithful maps of the README's faithfulness tables), else the first map."""
+    path, read = page
+    assert read["data"]["opens_on"] == "attention"
+    assert '<option value="attention" selected>' in open(path).read() and open(path).read().count(" selected>") == 1
+    methods = [m for m in METHODS if m != "attention"]
+    for keys, first in (
+        (["frame", *methods, "tree"], "perturbation"),
+        (["frame", "gradcam", "smoothgrad", "ig_blur", "tree"], "ig_blur"),
+        (["frame", "gradcam", "smoothgrad", "tree"], "gradcam"),
+        (["frame", "tree"], "tree"),
+    ):
+        assert explore.opening_overlay(keys) == first, keys
 
 
 def test_saliency_overlays_are_saliency_maps_drawn(page, game):
@@ -154,6 +171,7 @@ def test_an_agent_without_attention_gets_the_tree_of_grad_cams_peaks_in_3d(tiny_
     agent, meta = load_checkpoint(tiny_baseline_checkpoint)
     steps = list(play(agent, meta["env_id"], 1, max_steps=6))
     assert list(read["images"]) == ["frame", "gradient", "tree"] and read["data"]["heads"] == 0
+    assert read["data"]["opens_on"] == "gradient" and '<option value="gradient" selected>' in open(path).read()
     assert "attention" not in read["maps"]
     assert check_gradcam_trees(read, agent, steps, [s.action for s in steps]) > 0  # the action taken's logit
     tree3d = read["data"]["figures"]["tree3d"]
@@ -276,9 +294,15 @@ def element_pixels(driver, element_id: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
-def test_the_page_opens_without_console_errors(browser):
+def test_the_page_opens_without_console_errors(browser, page):
     assert severe(browser) == []
     assert browser.find_element("id", "stats").text.startswith(f"step {KEPT[0]}")
+    overlay, legend, src = browser.execute_script(
+        "const e = id => document.getElementById(id); return [e('overlay').value, e('legend').textContent, e('frame').src]"
+    )
+    assert overlay == "attention" and legend == explore.LEGENDS["attention"]  # on the attention, not the game only
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
+    assert np.array_equal(shown, page[1]["images"]["attention"][0])
 
 
 def test_the_slider_the_arrow_keys_and_play_change_the_frame(browser):
