@@ -406,8 +406,6 @@ def draw_tree(obs: np.ndarray, frame: np.ndarray, tree: list, title: str, path: 
         y0, x0, y1, x1 = root["box210"]
         colour = LAYER_COLOURS[root["layer"]]
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, lw=1 + 2 * strength[id(root)]))
-        label = root_label(root)
-        ax.text(x0 + 2, y0 + 2, label, color="white", fontsize=9, va="top", bbox=dict(fc="black", alpha=0.7, pad=1.5))
     roots = "Grad-CAM's value" if tree and tree[0]["layer"] == "gradcam" else "head: attention weight"
     ax.set(xticks=[], yticks=[], title=f"game frame: the roots ({roots})")
     present = {node["layer"] for node, _ in iter_nodes(tree)} or {"attention"}
@@ -415,8 +413,28 @@ def draw_tree(obs: np.ndarray, frame: np.ndarray, tree: list, title: str, path: 
     fig.legend(handles=handles, loc="lower center", ncol=7, frameon=False, title="layer (bolder = more relevance)")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    label_roots(ax, tree)  # after the layout: the labels are placed where they will be drawn
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def label_roots(ax, tree: list) -> list:
+    """Each root's label (`root_label`) in the top left corner of its box on the game frame, head by head; a label
+    that would cover one placed before moves down a line until it covers none (heads often peak at the same
+    place). Returns the labels (matplotlib Text)."""
+    renderer, placed, labels = ax.figure.canvas.get_renderer(), [], []
+    for root in sorted(tree, key=lambda r: (r["channel"], -r["relevance"])):  # head 0 first, then its weaker peaks
+        y0, x0 = root["box210"][:2]
+        label = ax.annotate(root_label(root), (x0 + 2, y0 + 2), xytext=(0, 0), textcoords="offset points",
+                            color="white", fontsize=9, va="top", bbox=dict(fc="black", alpha=0.7, pad=1.5))  # fmt: skip
+        box = label.get_window_extent(renderer).padded(3)  # pixels, the label's black box included
+        line = (box.height + 1) * 72 / ax.figure.dpi  # points: the next line, clear of rounding
+        while any(box.overlaps(other) for other in placed):
+            label.set_position((0, label.get_position()[1] - line))
+            box = label.get_window_extent(renderer).padded(3)
+        placed.append(box)
+        labels.append(label)
+    return labels
 
 
 # ----------------------------------------------------------------------------- command line

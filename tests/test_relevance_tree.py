@@ -1,5 +1,6 @@
 """Tests of relevance_tree.py: peaks, contributions against autograd, geometry, relevance, JSON, CLI."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from relevance_tree import (
     iter_nodes,
     load_tree,
     main,
+    root_label,
     save_tree,
     unit_contributions,
 )
@@ -362,6 +364,46 @@ def cli_error(argv, capsys) -> str:
     assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
     assert "Traceback" not in capsys.readouterr().err
     return message
+
+
+def test_root_labels_on_the_game_frame_never_overlap(tmp_path, monkeypatch):
+    """Both heads often peak at the same place: their labels stack, head 0 on top, each at its box's left edge.
+    Checked on the figure draw_tree saves: every label's drawn extent, with its black box, against the others'."""
+    import relevance_tree
+
+    def root(head, weight, y0, x0, layer="attention"):
+        box84 = (y0 * 84 // 210, x0 * 84 // 160, y0 * 84 // 210 + 36, x0 * 84 // 160 + 36)
+        return dict(
+            layer=layer, channel=head, relevance=weight, box84=box84, box210=(y0, x0, y0 + 90, x0 + 69), children=[]
+        )
+
+    trees = {
+        "same place": [root(1, 0.94, 100, 15), root(0, 0.94, 100, 15)],
+        "beside and below": [root(0, 0.93, 80, 0), root(1, 0.81, 120, 76), root(1, 0.11, 80, 15), root(0, 0.5, 85, 5)],
+        "grad-cam": [root(2, 1.5, 100, 15, "gradcam"), root(2, 0.9, 104, 20, "gradcam"), root(2, 0.4, 100, 91, "gradcam")],
+    }  # fmt: skip
+    import matplotlib.pyplot as plt
+
+    drawn, real, close = [], relevance_tree.label_roots, plt.close
+    monkeypatch.setattr(relevance_tree, "label_roots", lambda ax, tree: drawn.append(real(ax, tree)) or drawn[-1])
+    monkeypatch.setattr(plt, "close", lambda fig: None)  # keep the saved figure to measure it
+    frame, obs = np.zeros((210, 160, 3), np.uint8), np.zeros((4, 84, 84), np.uint8)
+    for name, tree in trees.items():
+        relevance_tree.draw_tree(obs, frame, tree, name, str(tmp_path / "tree.png"))
+        labels = drawn[-1]
+        figure = labels[0].figure
+        figure.canvas.draw()  # as saved (at another dpi: every length scales alike)
+        renderer = figure.canvas.get_renderer()
+        boxes = [label.get_bbox_patch().get_window_extent(renderer) for label in labels]  # the black boxes
+        close(figure)
+        assert len(boxes) == len(tree) and all(b.width > 0 for b in boxes), name
+        for (a, box_a), (b, box_b) in itertools.combinations(zip(labels, boxes), 2):
+            assert not box_a.overlaps(box_b), (name, a.get_text(), b.get_text())
+        order = sorted(tree, key=lambda r: (r["channel"], -r["relevance"]))
+        assert [label.get_text() for label in labels] == [root_label(r) for r in order], name
+        for label, r in zip(labels, order):  # each label at its own box: its left edge, at or below its top
+            assert label.xy == (r["box210"][1] + 2, r["box210"][0] + 2) and label.get_position()[1] <= 0
+    assert [label.get_position()[1] < 0 for label in drawn[0]] == [False, True]  # head 1 moved below head 0
 
 
 @pytest.mark.parametrize("device", DEVICES)
