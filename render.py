@@ -11,7 +11,7 @@ only plays (a headless evaluation), `--json` writes the same numbers. `--tensorb
 TensorBoard run of one agent's games for exploring them step by step (see `Explorer`).
 
     python render.py --checkpoint runs/<run_name>/run.pt
-    python render.py --checkpoint checkpoints/a.pt checkpoints/b.pt --episodes 20 --no-video --json eval.json
+    python render.py --checkpoint checkpoints/a.pt checkpoints/b.pt --episodes 20 --no-video --json runs/eval.json
     python render.py --checkpoint runs/<run_name>/run.pt --episodes 2 --tensorboard runs/explore
 """
 
@@ -67,7 +67,7 @@ class Args:
     video: bool = True
     """write the MP4; --no-video only plays and prints the evaluation"""
     json: Optional[str] = None
-    """also write the evaluation (every game's score and attention entropy) to this JSON file"""
+    """also write the evaluation (every game's score and attention entropy) to this JSON file (its folder is made)"""
     out: Optional[str] = None
     """output folder of the video (default: a new runs/<run_name>/video__<unix time>/)"""
     force: bool = False
@@ -379,8 +379,14 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--max-steps must be positive, got {args.max_steps}.")
     if not args.checkpoint:
         raise UsageError("give at least one --checkpoint.")
+    if args.json and os.path.isdir(args.json):
+        raise UsageError(
+            f"--json '{args.json}' is a folder; give a file name, e.g. {os.path.join(args.json, 'eval.json')}."
+        )
     if args.json and os.path.exists(args.json) and not args.force:
         raise UsageError(f"'{args.json}' already exists; pass --force to replace it or choose another --json.")
+    if args.json:  # its folder (runs/, say) is made now: a path that cannot be written fails before the games
+        make_writable_folder(os.path.dirname(args.json) or ".", "folder of --json")
     if args.tensorboard and len(args.checkpoint) > 1:
         raise UsageError("--tensorboard explores one agent: give one --checkpoint (and each agent its own folder).")
     if args.tensorboard and glob.glob(os.path.join(args.tensorboard, "**", "*tfevents*"), recursive=True):

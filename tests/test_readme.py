@@ -79,6 +79,13 @@ def test_each_command_names_a_script_and_its_flags_parse(doc, argv):
         pytest.fail(f"{doc}: `python {shlex.join(argv)}` does not parse (exit {e.code}): {stderr.getvalue()[-600:]}")
 
 
+def test_every_output_of_a_readme_command_lands_under_runs():
+    """The outputs of the explanation scripts go to runs/ (the default --out): a --json file of a command that a
+    newcomer copies must not land in the repository's root."""
+    outputs = [argv[argv.index(flag) + 1] for _, argv in COMMANDS for flag in ("--json", "--out") if flag in argv]
+    assert outputs and all(path.startswith("runs/") for path in outputs), outputs
+
+
 def test_the_python_examples_run_as_written(capsys, monkeypatch):
     """Examples with a placeholder such as `runs/<run_name>/run.pt` need the reader's own run: they are left out."""
     monkeypatch.chdir(ROOT)

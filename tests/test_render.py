@@ -232,6 +232,20 @@ def test_side_by_side_video_and_headless_evaluation(tiny_checkpoint, second_chec
     assert signal.getsignal(signal.SIGINT) is handler  # render's Ctrl-C handler is gone again
 
 
+def test_json_goes_into_a_new_folder_and_not_into_a_folder_name(tiny_checkpoint, tmp_path, capsys):
+    """--json runs/eval.json on a fresh clone: runs/ is made; a folder given as --json is one sentence."""
+    path = tmp_path / "runs" / "eval.json"  # runs/ does not exist yet
+    argv = ["--checkpoint", tiny_checkpoint, "--no-video", "--max-steps", 3, "--no-cuda"]
+    result = render_main([*argv, "--json", path])
+    assert json.load(open(path))["agents"] == json.loads(json.dumps(result["agents"]))
+    with pytest.raises(SystemExit) as stopped:
+        render_main([*argv, "--json", tmp_path])
+    assert (
+        stopped.value.code
+        == f"error: --json '{tmp_path}' is a folder; give a file name, e.g. {path.parent.parent / 'eval.json'}."
+    )
+
+
 def test_default_folder_and_force(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = render_main(["--checkpoint", tiny_checkpoint, "--overlay", "none", "--max-steps", 3, "--seed", 7])
