@@ -512,7 +512,7 @@ def bad_files(tmp_path_factory):
         (["--checkpoint", "{tmp}/trunc.pt"], "not a readable checkpoint"),
         (["--checkpoint", "{tmp}/garbage.pt"], "garbage.pt'"),
         (["--checkpoint", "{tmp}/other.pt"], "does not match"),
-        (["--checkpoint", "{tmp}"], "run.pt' does not exist"),
+        (["--checkpoint", "{tmp}"], "is a folder without a run.pt"),  # it lists the .pt files in it
         (["--action", "4"], "--action 4 is out of range"),
         (["--action", "-1"], "--action -1 is out of range"),
         (["--target", "attention", "--head", "2"], "--head 2 is out of range"),
