@@ -54,8 +54,9 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 import render
-from play import Progress, QValueAgent, exit_on_bad_input, load_checkpoint, output_folder, pick_device, play
-from ppo_attention import UsageError
+from agents import QValueAgent, load_checkpoint
+from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
+from play import play
 from relevance_tree import (
     BOX_GEOMETRY,
     LAYER_COLOURS,

@@ -49,18 +49,10 @@ import numpy as np
 import torch
 import tyro
 
-from play import (
-    Progress,
-    box_in_observation,
-    exit_on_bad_input,
-    load_checkpoint,
-    log_action_probabilities,
-    output_folder,
-    pick_device,
-    play,
-    played_policy,
-)
-from ppo_attention import UsageError, layer_init
+from agents import load_checkpoint, log_action_probabilities, played_policy
+from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
+from play import box_in_observation, play
+from ppo_attention import layer_init
 from saliency import (
     METHODS,
     as_float_input,

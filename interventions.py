@@ -46,20 +46,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-from play import (
-    OBJECT_READERS,
-    Progress,
-    box_in_observation,
-    exit_on_bad_input,
-    game_name,
-    load_checkpoint,
-    log_action_probabilities,
-    output_folder,
-    pick_device,
-    play,
-    played_policy,
-)
-from ppo_attention import Agent, UsageError
+from agents import load_checkpoint, log_action_probabilities, played_policy
+from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
+from play import OBJECT_READERS, box_in_observation, game_name, play
+from ppo_attention import Agent
 from render import head_colours
 from saliency import collapse_frames
 

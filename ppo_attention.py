@@ -1,48 +1,46 @@
 """PPO on Atari with a region-sensitive attention module and an entropy penalty on its maps.
 
-CleanRL's `ppo_atari.py` with four changes: (1) the attention module of Yang et al. 2018 (arXiv 1812.11276), so
-every decision goes through a few 7x7 softmax maps over the screen; (2) an entropy penalty that sharpens them;
-(3) ale-py's C++ vector env, FIRE after a lost life (CleanRL's FireResetEnv), those forced steps left out of the
-update; (4) checkpoints that resume, and that `play.py` loads for the explanation scripts. It re-implements
-rl-attention (AI Safety Camp 3: Nikulin, Kosch, Steuer, Cunningham 2019; github.com/dniku/rl-attention).
+CleanRL's `ppo_atari.py` (github.com/vwxyzjn/cleanrl) with four changes, so that it reads as a diff of it:
+1. `Agent`: the attention module of Yang et al. 2018 (arXiv 1812.11276) between the convolutions and the fc layer:
+   every decision goes through a few 7x7 softmax maps over the screen;
+2. `ppo_loss`: an entropy penalty on those maps, `attn_coef * sum_h H(A_h)`, that sharpens them;
+3. `make_env`: ale-py's C++ vector env, with FIRE after a lost life (CleanRL's FireResetEnv); those forced steps are
+   left out of the update, and rewards are clipped in the loop so that the logged scores are the game's;
+4. checkpoints `run.pt` that resume, and that the explanation scripts load (agents.py).
+It re-implements rl-attention (AI Safety Camp 3: Nikulin, Kosch, Steuer, Cunningham 2019; github.com/dniku/rl-attention).
 `--attn-heads 0` trains CleanRL's plain Nature-CNN agent through the same code, as the baseline.
-Usage: python ppo_attention.py --env-id BreakoutNoFrameskip-v4 --attn-coef 5e-4
+GAE and the loss are the functions `compute_gae` and `ppo_loss`, with CleanRL's lines, so that tests can check them.
+
+    python ppo_attention.py --env-id BreakoutNoFrameskip-v4 --attn-coef 5e-4
 """
 
 import contextlib
 import dataclasses
-import difflib
 import os
 import pathlib
 import random
-import re
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-import ale_py
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.optim as optim
 import tyro
 from ale_py.vector_env import AtariVectorEnv
 from torch.distributions.categorical import Categorical
 
-gym.register_envs(ale_py)
-ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no emulator banner on stderr
-CHECKPOINT_VERSION = 1
+from atari_env import action_names, resolve_atari_id
+from cli import CHECKPOINT_VERSION, StopRequest, UsageError, read_checkpoint
+
 BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # in /proc/cpuinfo: a CPU computes bf16 natively (x86, Arm)
 
 
 @dataclass
 class Args:
-    """PPO with region-sensitive attention on an Atari game. One *iteration* collects num_envs x num_steps agent
-    steps (4 game frames each), then updates the network for update_epochs epochs of num_minibatches minibatches."""
-
     exp_name: str = "ppo_attention"
     """the name of this experiment (part of the run name)"""
     seed: int = 1
@@ -64,7 +62,7 @@ class Args:
     env_id: str = "BreakoutNoFrameskip-v4"
     """the id of the Atari game (e.g. BreakoutNoFrameskip-v4, ALE/Breakout-v5, PongNoFrameskip-v4)"""
     total_timesteps: int = 10000000
-    """total agent steps (summed over the environments), rounded down to whole iterations"""
+    """total timesteps of the experiments (agent steps over all envs, rounded down to whole iterations)"""
     learning_rate: float = 2.5e-4
     """the learning rate of the optimizer"""
     num_envs: int = 8
@@ -100,29 +98,17 @@ class Args:
     attn_coef: float = 5e-4
     """coefficient of the attention-entropy penalty (0 disables it; values >= 1e-2 tend to stop learning)"""
 
-
-class UsageError(ValueError):
-    """Bad input from the user (a flag, a game id, a file): its message is one sentence, shown without a traceback."""
-
-
-def resolve_atari_id(env_id: str) -> tuple:
-    """(ale-py game name, the id's settings) of a gymnasium Atari id with RGB frames and a fixed frame skip
-    (NoFrameskip-v4, v5); any other id is a UsageError that suggests ids that work."""
-    atari = {k: s.kwargs for k, s in gym.registry.items() if s.entry_point == "ale_py.env:AtariEnv"}
-    usable = {k: a for k, a in atari.items() if a.get("obs_type") != "ram" and isinstance(a.get("frameskip", 1), int)}
-    if env_id not in usable:
-        game = re.sub(r"^ale/|-v\d+$|noframeskip|deterministic|[-_ ]", "", env_id.lower())  # "ms_pacman": "mspacman"
-        close = [k for k, kw in usable.items() if kw["game"].replace("_", "") == game and k.endswith(("p-v4", "-v5"))]
-        close = close or difflib.get_close_matches(env_id, usable, n=2, cutoff=0.6) or ["BreakoutNoFrameskip-v4"]
-        raise UsageError(f"'{env_id}' is not an RGB Atari id with a fixed frame skip; try {' or '.join(close[:2])}.")
-    settings = dict(repeat_action_probability=0.25, full_action_space=False, max_num_frames_per_episode=108000)
-    return usable[env_id]["game"], {k: usable[env_id].get(k, default) for k, default in settings.items()}
+    # to be filled in runtime (Suppress: no command-line flag)
+    batch_size: tyro.conf.Suppress[int] = 0
+    """the batch size (computed in runtime)"""
+    num_iterations: tyro.conf.Suppress[int] = 0
+    """the number of iterations (computed in runtime)"""
 
 
-def make_vector_env(env_id: str, num_envs: int) -> AtariVectorEnv:
-    """ale-py's C++ vector env and its Atari preprocessing: up to 30 no-op starts, FIRE on reset, frame skip 4 with
-    max-pool, 84x84 grayscale, 4 stacked frames (zeros before the first). A lost life is `terminated` but the game
-    goes on (CleanRL's EpisodicLifeEnv); rewards stay raw (clipped in the loop); same-step autoreset for GAE."""
+def make_env(env_id: str, num_envs: int) -> AtariVectorEnv:
+    """ale-py's C++ vector env with CleanRL's Atari wrappers built in: up to 30 no-op starts, FIRE on reset, frame
+    skip 4 with max-pool, 84x84 grayscale, 4 stacked frames (zeros before the first). A lost life is `terminated`
+    but the game goes on (EpisodicLifeEnv); rewards stay raw (clipped in the loop); same-step autoreset for GAE."""
     game, settings = resolve_atari_id(env_id)
     return AtariVectorEnv(
         game, num_envs, autoreset_mode="SameStep", noop_max=30, life_loss_info=True, reward_clipping=False, **settings
@@ -184,6 +170,9 @@ class Agent(nn.Module):
         out = self.activations(x)
         return out["logits"], out["value"], out["attention"]
 
+    def get_value(self, x):
+        return self.activations(x)["value"].float()
+
     def get_action_and_value(self, x, action=None):  # fp32 outputs, even under bf16 autocast: they enter the losses
         out = self.activations(x)
         probs = Categorical(logits=out["logits"].float())
@@ -194,56 +183,74 @@ class Agent(nn.Module):
 
 
 def attention_entropy(attn_logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of each head's softmax map, from its logits. (B, H, 7, 7) -> (B, H), in nats."""
+    """Entropy of each head's softmax map, from its logits. (B, H, 7, 7) -> (B, H), in nats (at most ln 49 each)."""
     logp = F.log_softmax(attn_logits.flatten(2), dim=-1)  # (B, H, 49)
     return -(logp.exp() * logp).sum(-1)
 
 
-def compute_gae(rewards, values, dones, next_value, next_done, args: Args) -> tuple:
-    """GAE (Schulman et al. 2016) as CleanRL computes it: (advantages, returns = advantages + values), both (T, N).
-    dones[t] = 1 when obs[t] starts an episode (step t - 1 lost a life or ended the game); next_*: the bootstrap."""
-    advantages, lastgaelam, T = torch.zeros_like(rewards), 0, rewards.shape[0]
-    for t in reversed(range(T)):
-        nextnonterminal = 1.0 - (next_done if t == T - 1 else dones[t + 1])
-        nextvalues = next_value if t == T - 1 else values[t + 1]
+def compute_gae(rewards, values, dones, next_value, next_done, args):
+    """GAE (Schulman et al. 2016), CleanRL's lines: (advantages, returns), both (num_steps, num_envs). dones[t] = 1
+    when obs[t] starts an episode (step t - 1 lost a life or ended the game); next_*: the bootstrap."""
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = 0
+    for t in reversed(range(args.num_steps)):
+        if t == args.num_steps - 1:
+            nextnonterminal = 1.0 - next_done
+            nextvalues = next_value
+        else:
+            nextnonterminal = 1.0 - dones[t + 1]
+            nextvalues = values[t + 1]
         delta = rewards[t] + args.gamma * nextvalues * nextnonterminal - values[t]
         advantages[t] = lastgaelam = delta + args.gamma * args.gae_lambda * nextnonterminal * lastgaelam
-    return advantages, advantages + values
+    returns = advantages + values
+    return advantages, returns
 
 
-def ppo_losses(newlogprob, entropy, newvalue, attn_entropy, minibatch: dict, args: Args) -> tuple:
-    """(total loss, diagnostics) of one minibatch: CleanRL's clipped PPO loss plus the attention-entropy penalty.
-    newlogprob, entropy, newvalue, attn_entropy (N, H): the network now; minibatch: the rollout's (N,) tensors."""
-    logratio = newlogprob - minibatch["logprobs"]
+def ppo_loss(newlogprob, entropy, newvalue, attn_entropy, b_logprobs, b_advantages, b_returns, b_values, mb_inds, args):
+    """(loss, diagnostics) of minibatch mb_inds of the batch b_*, CleanRL's lines plus the attention-entropy penalty.
+    newlogprob, entropy, newvalue, attn_entropy (N, H): the network's outputs on the minibatch now."""
+    logratio = newlogprob - b_logprobs[mb_inds]
     ratio = logratio.exp()
-    with torch.no_grad():  # calculate approx_kl http://joschu.net/blog/kl-approx.html
+
+    with torch.no_grad():
+        # calculate approx_kl http://joschu.net/blog/kl-approx.html
         old_approx_kl = (-logratio).mean()
         approx_kl = ((ratio - 1) - logratio).mean()
         clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
-    advantages = minibatch["advantages"]
+
+    mb_advantages = b_advantages[mb_inds]
     if args.norm_adv:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
     # Policy loss
-    pg_loss1 = -advantages * ratio
-    pg_loss2 = -advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+    pg_loss1 = -mb_advantages * ratio
+    pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
     pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
     # Value loss
-    newvalue, returns, values = newvalue.view(-1), minibatch["returns"], minibatch["values"]
+    newvalue = newvalue.view(-1)
     if args.clip_vloss:
-        v_loss_unclipped = (newvalue - returns) ** 2
-        v_clipped = values + torch.clamp(newvalue - values, -args.clip_coef, args.clip_coef)
-        v_loss_clipped = (v_clipped - returns) ** 2
-        v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+        v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
+        v_clipped = b_values[mb_inds] + torch.clamp(
+            newvalue - b_values[mb_inds],
+            -args.clip_coef,
+            args.clip_coef,
+        )
+        v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
+        v_loss_max = torch.max(v_loss_unclipped, v_loss_clipped)
+        v_loss = 0.5 * v_loss_max.mean()
     else:
-        v_loss = 0.5 * ((newvalue - returns) ** 2).mean()
+        v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+
     entropy_loss = entropy.mean()
-    attn_ent = attn_entropy.sum(1).mean()  # attention-entropy penalty: sum over heads, mean over the minibatch
-    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + args.attn_coef * attn_ent
+    attn_loss = attn_entropy.sum(1).mean()  # the attention-entropy penalty: sum over heads, mean over the minibatch
+    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + args.attn_coef * attn_loss
+
     stats = dict(value_loss=v_loss, policy_loss=pg_loss, entropy=entropy_loss, old_approx_kl=old_approx_kl)
     stats.update(approx_kl=approx_kl, clipfrac=clipfrac)
     if attn_entropy.shape[1]:  # nothing to log for the plain Nature CNN
         stats |= {f"attention_entropy_head{h}": e for h, e in enumerate(attn_entropy.mean(0))}
-        stats["attention_entropy"] = attn_ent
+        stats["attention_entropy"] = attn_loss
     return loss, {k: v.detach() for k, v in stats.items()}
 
 
@@ -254,21 +261,6 @@ def save_checkpoint(path: str, agent: Agent, optimizer, args: Args, meta: dict) 
     ckpt |= {"args": dataclasses.asdict(args), **meta}
     torch.save(ckpt, f"{path}.tmp")  # a failed write leaves the previous checkpoint as it was
     os.replace(f"{path}.tmp", path)
-
-
-def read_checkpoint(path: str) -> dict:
-    """The dict of a checkpoint file or run folder, loaded with weights_only (no pickled code runs), or UsageError."""
-    path = os.path.join(path, "run.pt") if os.path.isdir(path) else path
-    if not os.path.isfile(path):
-        raise UsageError(f"checkpoint '{path}' does not exist.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # "Unsupported global": a class or function in the file, which could run code
-        why = "holds pickled Python objects, which could run code" if "Unsupported global" in str(e) else "is corrupt"
-        raise UsageError(f"'{path}' {why}: it is not a readable checkpoint.") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or ckpt.get("format_version") != CHECKPOINT_VERSION:
-        raise UsageError(f"'{path}' is not a checkpoint written by ppo_attention.py (format {CHECKPOINT_VERSION}).")
-    return {**ckpt, "path": path}
 
 
 def resumed_args(argv, resume: str) -> Args:
@@ -282,8 +274,9 @@ def resumed_args(argv, resume: str) -> Args:
         raise UsageError(f"'{ckpt['path']}' does not match the Agent architecture of ppo_attention.py.") from None
     saved = Args(**{f.name: ckpt["args"][f.name] for f in dataclasses.fields(Args) if f.name in ckpt["args"]})
     args = tyro.cli(Args, args=argv, default=dataclasses.replace(saved, resume=resume))
+    free = ("resume", "cuda", "save_interval", "total_timesteps", "num_iterations")  # may change on --resume
     for name, value in vars(args).items():
-        if value != getattr(saved, name) and name not in ("resume", "cuda", "save_interval", "total_timesteps"):
+        if value != getattr(saved, name) and name not in free:
             flag, old = f"--{name.replace('_', '-')} {value}", getattr(saved, name)
             raise UsageError(f"{flag} differs from the saved run's {old}; a resumed run keeps its settings.")
     return args
@@ -312,29 +305,6 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return "bf16" if requested != "fp32" and native else "fp32"
 
 
-class StopRequest:
-    """`with StopRequest(message) as stop:` Ctrl-C (or SIGTERM, a scheduler's stop) sets `stop.requested`: the loop
-    finishes the work in hand, saves, stops; each press prints `message`. Leaving the block puts back the handlers
-    that were there before, so Ctrl-C interrupts again (in a notebook, or a test that calls train())."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, message: str):
-        self.requested, self.message, self.previous = False, message, {}
-
-    def __enter__(self):
-        self.previous = {sig: signal.signal(sig, self.handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc_info):
-        for sig, handler in self.previous.items():  # None: a handler not installed from Python, put back as the default
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-    def handle(self, signum, frame):
-        self.requested = True
-        print(f"\nCtrl-C: {self.message}", file=sys.stderr, flush=True)
-
-
 def check_args(args: Args) -> None:  # bad settings: one sentence (UsageError), before anything is written
     resolve_atari_id(args.env_id)
     for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "save_interval", "total_timesteps"):
@@ -346,129 +316,175 @@ def check_args(args: Args) -> None:  # bad settings: one sentence (UsageError), 
         raise UsageError("--attn-coef and --attn-heads must be >= 0, and --learning-rate > 0.")
 
 
-def log_iteration(writer, stats: list, batch: dict, lr: float, global_step: int, sps: int) -> None:
-    """CleanRL's TensorBoard scalars of an iteration, with the attention entropy (summed over heads, and per head)."""
-    y_pred, y_true = batch["values"].cpu().numpy(), batch["returns"].cpu().numpy()
-    explained_var = np.nan if np.var(y_true) == 0 else 1 - np.var(y_true - y_pred) / np.var(y_true)
-    writer.add_scalar("charts/learning_rate", lr, global_step)
-    for name, value in stats[-1].items():  # the last minibatch, as CleanRL logs; clipfrac over all of them
-        value = torch.stack([s[name] for s in stats]).mean() if name == "clipfrac" else value
-        writer.add_scalar(f"losses/{name}", value.item(), global_step)
-    writer.add_scalar("losses/explained_variance", explained_var, global_step)
-    writer.add_scalar("charts/SPS", sps, global_step)
-
-
 def train(args: Args) -> tuple:
     """Train a new run, or continue `args.resume`; returns (checkpoint path, whether Ctrl-C stopped it early)."""
-    batch_size = args.num_envs * args.num_steps
-    num_iterations = args.total_timesteps // batch_size
+    args.batch_size = int(args.num_envs * args.num_steps)
+    args.num_iterations = args.total_timesteps // args.batch_size
     run_name, run_dir, ckpt = start_run(args)
-    from torch.utils.tensorboard import SummaryWriter  # imported late: it is slow to import
+    from torch.utils.tensorboard import SummaryWriter  # imported here: it is slow to import, and only training writes
 
+    # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
+
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     args.precision = resolve_precision(args.precision, device)  # recorded in the checkpoint, kept on --resume
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
-    envs = make_vector_env(args.env_id, args.num_envs)
-    with gym.make(args.env_id) as game:
-        action_names = game.unwrapped.get_action_meanings()
-    fire = action_names.index("FIRE") if "FIRE" in action_names else None  # action 0 in a few games
-    agent = Agent(len(action_names), args.attn_heads).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
-    start_iteration, global_step = (ckpt["iteration"] + 1, ckpt["global_step"]) if ckpt else (1, 0)
+    writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)  # drop logs past the ckpt
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),  # noqa: UP031
+    )
+
+    # env setup
+    envs = make_env(args.env_id, args.num_envs)
+    names = action_names(args.env_id)
+    fire = names.index("FIRE") if "FIRE" in names else None  # action 0 in a few games
+
+    agent = Agent(envs.single_action_space.n, args.attn_heads).to(device).to(memory_format=torch.channels_last)
+    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     if ckpt:
         agent.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if ckpt else None)  # drop logs past the checkpoint
-    table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
-    meta = dict(run_name=run_name, env_id=args.env_id, action_names=action_names, attn_heads=args.attn_heads)
-    meta["n_actions"], ckpt_path, total = len(action_names), f"{run_dir}/run.pt", num_iterations * batch_size
-    print(f"{'resuming' if ckpt else 'run'} {run_name} ({device} {args.precision}): {global_step:,}/{total:,} steps")
-    # Storage; observations stay uint8 (4x smaller than float32)
-    obs = torch.zeros((args.num_steps, args.num_envs, 4, 84, 84), dtype=torch.uint8, device=device)
-    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
-    logprobs, rewards, dones, values = (torch.zeros((args.num_steps, args.num_envs), device=device) for _ in range(4))
-    forced = np.zeros((args.num_steps, args.num_envs), dtype=bool)  # FIRE pressed by the game, not chosen
-    next_obs, info = envs.reset(seed=args.seed + global_step)
-    next_obs, next_done = torch.as_tensor(next_obs, device=device), torch.zeros(args.num_envs, device=device)
-    lives, fire_next = info["lives"].copy(), np.zeros(args.num_envs, dtype=bool)  # fire_next: a life was just lost
-    game_score, game_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)  # over all lives
-    recent_scores, stop = [], StopRequest("finishing this iteration, then saving it")
-    start_time, start_step, last_print = time.time(), global_step, 0.0
-    with stop, contextlib.closing(envs), contextlib.closing(writer):  # on leaving: closed, the handlers put back
-        for iteration in range(start_iteration, num_iterations + 1):
-            if args.anneal_lr:  # Annealing the rate if instructed to do so.
-                optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
 
-            for step in range(args.num_steps):
-                obs[step], dones[step] = next_obs, next_done
+    # ALGO Logic: Storage setup (the observations stay uint8: 4 times smaller than float32)
+    obs = torch.zeros((args.num_steps, args.num_envs) + envs.single_observation_space.shape, dtype=torch.uint8).to(
+        device
+    )
+    actions = torch.zeros((args.num_steps, args.num_envs) + envs.single_action_space.shape).to(device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    rewards = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    dones = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    values = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    forced = np.zeros((args.num_steps, args.num_envs), dtype=bool)  # FIRE pressed after a lost life, not chosen
+
+    # TRY NOT TO MODIFY: start the game
+    global_step = ckpt["global_step"] if ckpt else 0
+    start_time, start_step = time.time(), global_step
+    next_obs, infos = envs.reset(seed=args.seed + global_step)
+    next_obs = torch.as_tensor(next_obs).to(device)
+    next_done = torch.zeros(args.num_envs).to(device)
+    lives, fire_next = infos["lives"].copy(), np.zeros(args.num_envs, dtype=bool)  # fire_next: a life was just lost
+    game_score, game_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)  # over all lives
+    meta = dict(run_name=run_name, env_id=args.env_id, action_names=names, n_actions=len(names))
+    meta["attn_heads"], ckpt_path, recent_scores = args.attn_heads, f"{run_dir}/run.pt", []
+    total, last_print = args.num_iterations * args.batch_size, 0.0
+    print(f"{'resuming' if ckpt else 'run'} {run_name} ({device} {args.precision}): {global_step:,}/{total:,} steps")
+
+    stop = StopRequest("finishing this iteration, then saving it")
+    with stop, contextlib.closing(envs), contextlib.closing(writer):  # on leaving: closed, Ctrl-C's handler put back
+        for iteration in range(ckpt["iteration"] + 1 if ckpt else 1, args.num_iterations + 1):
+            # Annealing the rate if instructed to do so.
+            if args.anneal_lr:
+                frac = 1.0 - (iteration - 1.0) / args.num_iterations
+                lrnow = frac * args.learning_rate
+                optimizer.param_groups[0]["lr"] = lrnow
+
+            for step in range(0, args.num_steps):
+                global_step += args.num_envs
+                obs[step] = next_obs
+                dones[step] = next_done
+
+                # ALGO LOGIC: action logic
                 with torch.no_grad(), autocast:  # the update's precision: the ratio's two log-probs match
                     action, logprob, _, value, _ = agent.get_action_and_value(next_obs)
+                    values[step] = value.flatten()
                 forced[step] = fire_next  # after a lost life the game needs FIRE (CleanRL's FireResetEnv)
                 if fire_next.any():
-                    action[torch.as_tensor(fire_next, device=device)] = fire
-                values[step], actions[step], logprobs[step] = value.flatten(), action, logprob
+                    action[torch.as_tensor(fire_next).to(device)] = fire
+                actions[step] = action
+                logprobs[step] = logprob
 
-                next_obs, reward, terminations, truncations, info = envs.step(action.cpu().numpy())
-                rewards[step] = torch.as_tensor(np.sign(reward), device=device)  # clipped for learning only
-                next_obs = torch.as_tensor(next_obs, device=device)
-                next_done = torch.as_tensor(terminations | truncations, device=device, dtype=torch.float32)
-                lost_life = terminations & (info["lives"] < lives)  # a game over resets the lives instead
-                fire_next, lives = lost_life & (fire is not None), info["lives"].copy()
-                game_score, game_length = game_score + reward, game_length + 1
+                # TRY NOT TO MODIFY: execute the game and log data.
+                next_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
+                next_done = np.logical_or(terminations, truncations)
+                rewards[step] = torch.tensor(np.sign(reward)).to(device).view(-1)  # clipped for learning only
+                next_obs, next_done = torch.as_tensor(next_obs).to(device), torch.Tensor(next_done).to(device)
+
+                lost_life = terminations & (infos["lives"] < lives)  # a game over resets the lives instead
+                fire_next, lives = lost_life & (fire is not None), infos["lives"].copy()
+                game_score, game_length = game_score + reward, game_length + 1  # the raw game score, all lives
                 for i in np.flatnonzero(truncations | (terminations & ~lost_life)):  # a game is over
                     recent_scores = (recent_scores + [game_score[i]])[-100:]
-                    writer.add_scalar("charts/episodic_return", game_score[i], global_step + step * args.num_envs)
-                    writer.add_scalar("charts/episodic_length", game_length[i] * 4, global_step + step * args.num_envs)
+                    writer.add_scalar("charts/episodic_return", game_score[i], global_step)
+                    writer.add_scalar("charts/episodic_length", game_length[i] * 4, global_step)  # in frames
                     game_score[i], game_length[i] = 0, 0
 
-            with torch.no_grad(), autocast:  # bootstrap value if not done
-                next_value = agent.get_action_and_value(next_obs)[3].reshape(-1)
+            # bootstrap value if not done
+            with torch.no_grad(), autocast:
+                next_value = agent.get_value(next_obs).reshape(1, -1)
             advantages, returns = compute_gae(rewards, values, dones, next_value, next_done, args)
+
             # flatten the batch
-            batch = dict(obs=obs.reshape((-1, 4, 84, 84)), logprobs=logprobs.reshape(-1), actions=actions.reshape(-1))
-            batch |= dict(advantages=advantages.reshape(-1), returns=returns.reshape(-1), values=values.reshape(-1))
+            b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
+            b_logprobs = logprobs.reshape(-1)
+            b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
+            b_advantages = advantages.reshape(-1)
+            b_returns = returns.reshape(-1)
+            b_values = values.reshape(-1)
 
             # Optimizing the policy and value network
-            chosen, stats = np.flatnonzero(~forced.reshape(-1)), []  # not the forced FIREs: the agent did not choose
+            b_inds = np.flatnonzero(~forced.reshape(-1))  # not the forced FIREs: the agent did not choose them
+            clipfracs = []
             for epoch in range(args.update_epochs):
-                np.random.shuffle(chosen)
-                for indices in np.array_split(chosen, args.num_minibatches):
-                    minibatch = {k: v[torch.as_tensor(indices, device=device)] for k, v in batch.items()}
-                    with autocast:  # newlogprob, entropy, newvalue, attn_entropy
-                        outputs = agent.get_action_and_value(minibatch["obs"], minibatch["actions"])[1:]
-                    loss, minibatch_stats = ppo_losses(*outputs, minibatch, args)
+                np.random.shuffle(b_inds)
+                for mb_inds in np.array_split(b_inds, args.num_minibatches):
+                    mb_inds = torch.as_tensor(mb_inds).to(device)
+                    with autocast:
+                        _, newlogprob, entropy, newvalue, attn_entropy = agent.get_action_and_value(
+                            b_obs[mb_inds], b_actions.long()[mb_inds]
+                        )
+                    loss, stats = ppo_loss(
+                        newlogprob, entropy, newvalue, attn_entropy, b_logprobs, b_advantages, b_returns, b_values,
+                        mb_inds, args,
+                    )  # fmt: skip
+                    clipfracs += [stats.pop("clipfrac").item()]
+
                     optimizer.zero_grad()
                     loss.backward()
                     nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                     optimizer.step()
-                    stats.append(minibatch_stats)
-                if args.target_kl is not None and minibatch_stats["approx_kl"] > args.target_kl:
+
+                if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
                     break
 
-            global_step += batch_size
-            meta.update(global_step=global_step, iteration=iteration)
+            y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+            var_y = np.var(y_true)
+            explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+
+            # TRY NOT TO MODIFY: record rewards for plotting purposes
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+            for name, value in stats.items():  # the last minibatch's, as CleanRL logs them
+                writer.add_scalar(f"losses/{name}", value.item(), global_step)
+            writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+            writer.add_scalar("losses/explained_variance", explained_var, global_step)
             sps = int((global_step - start_step) / (time.time() - start_time))
-            log_iteration(writer, stats, batch, optimizer.param_groups[0]["lr"], global_step, sps)
-            if iteration % args.save_interval == 0 or iteration == num_iterations or stop.requested:
+            writer.add_scalar("charts/SPS", sps, global_step)
+
+            meta.update(global_step=global_step, iteration=iteration)
+            if iteration % args.save_interval == 0 or iteration == args.num_iterations or stop.requested:
                 save_checkpoint(ckpt_path, agent, optimizer, args, meta)
-            if time.time() - last_print >= 30 or iteration == num_iterations or stop.requested:
-                last_print, eta = time.time(), (total - global_step) / sps / 60
-                score = f"{np.mean(recent_scores):.2f}" if recent_scores else "n/a (no game finished yet)"
-                entropy = stats[-1].get("attention_entropy", torch.tensor(float("nan"))).item()
-                print(
-                    f"step {global_step:,}/{total:,} | {sps} steps/s | {(last_print - start_time) / 60:.1f} min, ETA "
-                    f"{eta:.0f} min | score (last {len(recent_scores)} games) {score} | attention entropy {entropy:.2f}"
-                )
+            if time.time() - last_print >= 30 or iteration == args.num_iterations or stop.requested:
+                last_print = time.time()
+                print_progress(global_step, total, sps, last_print - start_time, recent_scores, stats)
             if stop.requested:
                 break
+
     interrupted = stop.requested and global_step < total
     print(f"stopped; continue: python ppo_attention.py --resume {ckpt_path}" if interrupted else f"done: {ckpt_path}")
     return ckpt_path, interrupted
+
+
+def print_progress(global_step: int, total: int, sps: int, seconds: float, recent_scores: list, stats: dict) -> None:
+    """One line every 30 s: steps, speed, time and ETA, the mean game score of the last 100 games, attention entropy."""
+    score = f"{np.mean(recent_scores):.2f}" if recent_scores else "n/a (no game finished yet)"
+    entropy = stats.get("attention_entropy", torch.tensor(float("nan"))).item()
+    print(
+        f"step {global_step:,}/{total:,} | {sps} steps/s | {seconds / 60:.1f} min, ETA {(total - global_step) / sps / 60:.0f}"
+        f" min | score (last {len(recent_scores)} games) {score} | attention entropy {entropy:.2f}"
+    )
 
 
 def main(argv=None) -> int:

@@ -38,8 +38,10 @@ import torch
 import torch.nn.functional as F
 import tyro
 
-from play import exit_on_bad_input, load_checkpoint, output_folder, pick_device, play_to
-from ppo_attention import Agent, UsageError
+from agents import load_checkpoint
+from cli import UsageError, exit_on_bad_input, output_folder, pick_device
+from play import play_to
+from ppo_attention import Agent
 from saliency import explained_action, gradcam, gradcam_weights, target_label
 
 LAYERS = ("attention", "attn_hidden", "conv3", "conv2", "conv1", "input")  # the tree's levels, top down

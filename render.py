@@ -32,8 +32,10 @@ import torch
 import tyro
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-from play import Progress, exit_on_bad_input, load_checkpoint, make_writable_folder, output_folder, pick_device, play
-from ppo_attention import StopRequest, UsageError, attention_entropy
+from agents import load_checkpoint
+from cli import Progress, StopRequest, UsageError, exit_on_bad_input, make_writable_folder, output_folder, pick_device
+from play import play
+from ppo_attention import attention_entropy
 from relevance_tree import LAYER_COLOURS, build_tree, iter_nodes, node_strength, root_label, tree_layers
 from saliency import collapse_frames, explained_action, paint_attention, saliency_map, target_label
 

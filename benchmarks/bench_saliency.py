@@ -21,7 +21,8 @@ import torch
 import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from play import load_checkpoint, make_env  # noqa: E402
+from agents import load_checkpoint  # noqa: E402
+from atari_env import make_env  # noqa: E402
 from ppo_attention import Agent  # noqa: E402
 from saliency import METHODS, saliency_map  # noqa: E402
 

@@ -23,8 +23,8 @@ import torch
 import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from play import pick_device  # noqa: E402
-from ppo_attention import Agent, Args, make_vector_env, ppo_losses, resolve_precision, train  # noqa: E402
+from cli import pick_device  # noqa: E402
+from ppo_attention import Agent, Args, make_env, ppo_loss, resolve_precision, train  # noqa: E402
 
 
 @dataclass
@@ -65,7 +65,7 @@ def bench_training(b: BenchArgs, precision: str) -> float:
 
 
 def bench_rollout(b: BenchArgs, device, bf16: bool) -> tuple:
-    envs = make_vector_env(b.env_id, b.num_envs)
+    envs = make_env(b.env_id, b.num_envs)
     agent = Agent(int(envs.single_action_space.n), b.attn_heads).to(device).to(memory_format=torch.channels_last)
     obs, _ = envs.reset(seed=1)
     n = b.rollout_steps // b.num_envs
@@ -96,7 +96,8 @@ def bench_update(b: BenchArgs, device, bf16: bool, size: int = 256, repeats: int
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             _, newlogprob, entropy, newvalue, attn_entropy = agent.get_action_and_value(mb["obs"], mb["actions"])
-        loss, _ = ppo_losses(newlogprob, entropy, newvalue, attn_entropy, mb, Args())
+        b = [mb[k] for k in ("logprobs", "advantages", "returns", "values")]
+        loss, _ = ppo_loss(newlogprob, entropy, newvalue, attn_entropy, *b, torch.arange(size, device=device), Args())
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5)

@@ -12,7 +12,7 @@ import torch.nn as nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ppo_attention import Args, train  # noqa: E402
+from ppo_attention import Args, ppo_loss, train  # noqa: E402
 
 
 def tiny_args(runs_dir, **kw) -> Args:
@@ -29,6 +29,17 @@ def tiny_args(runs_dir, **kw) -> Args:
     )
     base.update(kw)
     return Args(**base)
+
+
+def ppo_loss_on_rows(newlogprob, entropy, newvalue, attn_entropy, minibatch: dict, args: Args) -> tuple:
+    """ppo_loss of a minibatch given as a dict of its (N,) rollout tensors (logprobs, advantages, returns, values),
+    its rows scattered in reverse order over a batch twice as large whose other rows hold 99, as the training loop's
+    shuffled mb_inds scatter them: the loss must read the batch at mb_inds."""
+    n = len(newlogprob)
+    mb_inds = torch.arange(2 * n - 1, 0, -2)  # (N,): rows 2N - 1, 2N - 3, ..., 1
+    batch = {k: torch.full((2 * n,), 99.0).index_copy(0, mb_inds, v.detach().float()) for k, v in minibatch.items()}
+    b = [batch[k] for k in ("logprobs", "advantages", "returns", "values")]
+    return ppo_loss(newlogprob, entropy, newvalue, attn_entropy, *b, mb_inds, args)
 
 
 @pytest.fixture(scope="session")

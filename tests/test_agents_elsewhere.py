@@ -29,8 +29,11 @@ import interventions
 import relevance_tree
 import render
 import saliency
-from play import ENV_OPTIONS, QValueAgent, Step, exit_on_bad_input, load_checkpoint, make_env, play
-from ppo_attention import Agent, UsageError
+from agents import QValueAgent, load_checkpoint
+from atari_env import ENV_OPTIONS, make_env
+from cli import UsageError, exit_on_bad_input
+from play import Step, play
+from ppo_attention import Agent
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's actions

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from play import load_checkpoint, play
+from agents import load_checkpoint
+from play import play
 from ppo_attention import attention_entropy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

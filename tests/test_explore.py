@@ -12,7 +12,9 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
 import render
-from play import exit_on_bad_input, load_checkpoint, play
+from agents import load_checkpoint
+from cli import exit_on_bad_input
+from play import play
 from ppo_attention import attention_entropy
 
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout

@@ -16,7 +16,9 @@ from PIL import Image
 
 import explore
 import render
-from play import exit_on_bad_input, load_checkpoint, play
+from agents import load_checkpoint
+from cli import exit_on_bad_input
+from play import play
 from relevance_tree import GRADCAM_LAYERS, LAYER_COLOURS, LAYERS, build_tree, gradcam_map, iter_nodes
 from saliency import METHODS, as_float_input, collapse_frames, saliency_maps
 

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from agents import load_checkpoint
+from cli import exit_on_bad_input
 from faithfulness import (
     ALL_METHODS,
     FLOORS,
@@ -31,7 +33,6 @@ from faithfulness import (
     sanity_check,
     spearman,
 )
-from play import exit_on_bad_input, load_checkpoint
 from ppo_attention import Agent
 from saliency import gaussian_blur, paint_attention, saliency_maps
 

@@ -11,6 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from agents import load_checkpoint
+from atari_env import ENV_OPTIONS
+from cli import exit_on_bad_input
 from interventions import (
     NEAREST_PLACE,
     EditedAgent,
@@ -32,7 +35,7 @@ from interventions import (
     top_examples,
     uniform_map,
 )
-from play import ENV_OPTIONS, exit_on_bad_input, load_checkpoint, play
+from play import play
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BREAKOUT = "BreakoutNoFrameskip-v4"

@@ -14,16 +14,11 @@ from ale_py.vector_env import AtariVectorEnv
 from conftest import ROOT, bad_checkpoints
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
-from play import (
-    FireAndNoopReset,
-    box_in_observation,
-    exit_on_bad_input,
-    load_checkpoint,
-    make_env,
-    object_boxes,
-    play,
-)
-from ppo_attention import Agent, UsageError
+from agents import load_checkpoint
+from atari_env import FireAndNoopReset, make_env
+from cli import UsageError, exit_on_bad_input
+from play import box_in_observation, object_boxes, play
+from ppo_attention import Agent
 
 FIRE = 1  # Breakout's
 

@@ -10,11 +10,13 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, assert_clean_error, bad_checkpoints, tiny_args
+from conftest import ROOT, assert_clean_error, bad_checkpoints, ppo_loss_on_rows, tiny_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from play import load_checkpoint, make_env
-from ppo_attention import Agent, Args, attention_entropy, ppo_losses, read_checkpoint, resolve_atari_id, train
+from agents import load_checkpoint
+from atari_env import make_env, resolve_atari_id
+from cli import read_checkpoint
+from ppo_attention import Agent, Args, attention_entropy, train
 
 TINY = ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1", "--no-cuda"]
 
@@ -87,10 +89,10 @@ def test_baseline_agent_has_no_attention_module():
 
 @pytest.mark.parametrize("env_id, n_actions, sticky", [("PongNoFrameskip-v4", 6, 0.0), ("ALE/Breakout-v5", 4, 0.25)])
 def test_common_ids_give_training_and_single_envs(env_id, n_actions, sticky):
-    from ppo_attention import make_vector_env
+    import ppo_attention
 
     assert resolve_atari_id(env_id)[1]["repeat_action_probability"] == sticky
-    envs = make_vector_env(env_id, 2)
+    envs = ppo_attention.make_env(env_id, 2)  # the training vector env; atari_env.make_env: one game
     obs, _ = envs.reset(seed=0)
     assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8 and envs.single_action_space.n == n_actions
     env = make_env(env_id)
@@ -303,7 +305,7 @@ def test_ctrl_c_during_the_last_update_finishes_the_run(tmp_path, monkeypatch):
     import ppo_attention
 
     saves, calls = [], []
-    real_losses, real_save = ppo_attention.ppo_losses, ppo_attention.save_checkpoint
+    real_losses, real_save = ppo_attention.ppo_loss, ppo_attention.save_checkpoint
 
     def losses_then_ctrl_c(*a, **kw):
         calls.append(1)
@@ -311,7 +313,7 @@ def test_ctrl_c_during_the_last_update_finishes_the_run(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return real_losses(*a, **kw)
 
-    monkeypatch.setattr(ppo_attention, "ppo_losses", losses_then_ctrl_c)
+    monkeypatch.setattr(ppo_attention, "ppo_loss", losses_then_ctrl_c)
     monkeypatch.setattr(ppo_attention, "save_checkpoint", lambda *a: saves.append(a[-1]["iteration"]) or real_save(*a))
     path, interrupted = train(tiny_args(tmp_path, total_timesteps=128))
     assert not interrupted and saves == [2] and read_checkpoint(path)["global_step"] == 128
@@ -370,12 +372,12 @@ def fixed_minibatch(n=64, seed=0) -> dict:
 
 
 def minibatch_loss(agent, minibatch, args, bf16: bool):
-    """The training loop's loss of one minibatch: the forward pass under autocast, then `ppo_losses` in fp32."""
+    """The training loop's loss of one minibatch: the forward pass under autocast, then `ppo_loss` in fp32."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         _, newlogprob, entropy, newvalue, attn_entropy = agent.get_action_and_value(
             minibatch["obs"], minibatch["actions"]
         )
-    return ppo_losses(newlogprob, entropy, newvalue, attn_entropy, minibatch, args)
+    return ppo_loss_on_rows(newlogprob, entropy, newvalue, attn_entropy, minibatch, args)
 
 
 def test_bf16_update_moves_the_loss_like_fp32():

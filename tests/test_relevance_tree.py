@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from play import load_checkpoint, make_env
+from agents import load_checkpoint
+from atari_env import make_env
 from ppo_attention import Agent
 from relevance_tree import (
     BOX_GEOMETRY,

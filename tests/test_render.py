@@ -17,7 +17,9 @@ from conftest import tiny_args
 
 import ppo_attention
 import render
-from play import Step, exit_on_bad_input, load_checkpoint, play
+from agents import load_checkpoint
+from cli import exit_on_bad_input
+from play import Step, play
 from ppo_attention import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

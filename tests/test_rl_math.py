@@ -13,11 +13,11 @@ import statistics
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_args
+from conftest import ppo_loss_on_rows, tiny_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ppo_attention
-from ppo_attention import Args, compute_gae, ppo_losses, train
+from ppo_attention import Args, compute_gae, train
 
 # ----------------------------------------------------------------------------- GAE
 
@@ -52,7 +52,7 @@ def test_gae_by_hand_on_four_steps():
     values = torch.tensor([[4.0], [2.0], [0.5], [2.0]])
     dones = torch.tensor([[0.0], [0.0], [0.0], [1.0]])  # obs 3 starts a new episode: step 2 ended one
     advantages, returns = compute_gae(
-        rewards, values, dones, torch.tensor([10.0]), torch.tensor([0.0]), Args(gamma=0.5, gae_lambda=0.5)
+        rewards, values, dones, torch.tensor([10.0]), torch.tensor([0.0]), Args(gamma=0.5, gae_lambda=0.5, num_steps=4)
     )
     assert advantages[:, 0].tolist() == pytest.approx([-2.40625, -1.625, 0.5, 3.0])
     assert returns[:, 0].tolist() == pytest.approx([1.59375, 0.375, 1.0, 5.0])  # returns = advantages + values
@@ -71,7 +71,9 @@ def test_gae_equals_the_forward_sum_with_a_lost_life_a_game_over_and_the_bootstr
     dones = torch.zeros(T, N)
     dones[1:] = ends[:-1].float()  # CleanRL's convention: dones[t] marks obs t as the start of an episode
     next_done = ends[T - 1].float()
-    advantages, returns = compute_gae(rewards, values, dones, next_value, next_done, Args(gamma=gamma, gae_lambda=lam))
+    advantages, returns = compute_gae(
+        rewards, values, dones, next_value, next_done, Args(gamma=gamma, gae_lambda=lam, num_steps=T)
+    )
     for n in range(N):
         expected = gae_forward_sum(rewards[:, n].tolist(), values[:, n].tolist(), ends[:, n].tolist(),
                                    float(next_value[n]), gamma, lam)  # fmt: skip
@@ -108,7 +110,9 @@ def loss_case():
 def test_every_term_of_the_ppo_loss_against_a_hand_computation():
     args = Args(clip_coef=0.2, ent_coef=0.03, vf_coef=0.7, attn_coef=0.11, norm_adv=True, clip_vloss=True)
     ratios, raw, minibatch, new = loss_case()
-    loss, stats = ppo_losses(new["newlogprob"], new["entropy"], new["newvalue"], new["attn_entropy"], minibatch, args)
+    loss, stats = ppo_loss_on_rows(
+        new["newlogprob"], new["entropy"], new["newvalue"], new["attn_entropy"], minibatch, args
+    )
 
     mean, sd = statistics.mean(raw), statistics.stdev(raw)  # the sample standard deviation, as torch.std
     adv = [(a - mean) / (sd + 1e-8) for a in raw]
@@ -156,7 +160,7 @@ def test_clip_fraction_counts_the_ratios_outside_the_clip_range():
     old = torch.zeros(4)
     ratios = torch.tensor([1.3, 0.95, 0.75, 1.19])  # clip 0.2: outside, inside, outside, inside
     minibatch = dict(logprobs=old, advantages=torch.randn(4), returns=torch.zeros(4), values=torch.zeros(4))
-    _, stats = ppo_losses(
+    _, stats = ppo_loss_on_rows(
         ratios.log(), torch.ones(4), torch.zeros(4), torch.zeros(4, 1), minibatch, Args(clip_coef=0.2)
     )
     assert float(stats["clipfrac"]) == pytest.approx(0.5)
@@ -165,7 +169,9 @@ def test_clip_fraction_counts_the_ratios_outside_the_clip_range():
 def test_without_normalisation_or_value_clipping_the_raw_terms_are_used():
     args = Args(clip_coef=0.2, ent_coef=0.0, vf_coef=1.0, attn_coef=0.0, norm_adv=False, clip_vloss=False)
     ratios, raw, minibatch, new = loss_case()
-    _, stats = ppo_losses(new["newlogprob"], new["entropy"], new["newvalue"], new["attn_entropy"], minibatch, args)
+    _, stats = ppo_loss_on_rows(
+        new["newlogprob"], new["entropy"], new["newvalue"], new["attn_entropy"], minibatch, args
+    )
     policy = [-min(r * a, min(max(r, 0.8), 1.2) * a) for r, a in zip(ratios, raw)]
     assert float(stats["policy_loss"]) == pytest.approx(statistics.mean(policy), rel=1e-5)
     plain = [(v - ret) ** 2 for v, ret in zip([0.9, -0.5, 1.05, -0.2], [1.0, 0.0, 2.0, -1.0])]
@@ -178,14 +184,16 @@ def test_value_clipping_bounds_the_new_value_on_both_sides():
     minibatch = dict(logprobs=torch.zeros(2), advantages=torch.ones(2), returns=torch.tensor([-1.0, 1.0]),
                      values=torch.zeros(2))  # fmt: skip
     args = Args(clip_coef=0.2, clip_vloss=True)
-    _, stats = ppo_losses(torch.zeros(2), torch.ones(2), torch.tensor([[-0.5], [0.5]]), torch.zeros(2, 1), minibatch,
+    _, stats = ppo_loss_on_rows(torch.zeros(2), torch.ones(2), torch.tensor([[-0.5], [0.5]]), torch.zeros(2, 1), minibatch,
                           args)  # fmt: skip
     assert float(stats["value_loss"]) == pytest.approx(0.32)
 
 
 def test_an_agent_without_attention_logs_no_attention_entropy():
     _, _, minibatch, new = loss_case()
-    _, stats = ppo_losses(new["newlogprob"], new["entropy"], new["newvalue"], torch.zeros(4, 0), minibatch, Args())
+    _, stats = ppo_loss_on_rows(
+        new["newlogprob"], new["entropy"], new["newvalue"], torch.zeros(4, 0), minibatch, Args()
+    )
     assert not [k for k in stats if "attention" in k]
 
 
@@ -222,9 +230,9 @@ def qbert_run(request, tmp_path_factory) -> dict:
     run = dict(gae_inputs=[], minibatch_rows=[], first_minibatches=[], frames=request.param)
     real_resolve, real_make, real_gae, real_losses = (
         ppo_attention.resolve_atari_id,
-        ppo_attention.make_vector_env,
+        ppo_attention.make_env,
         ppo_attention.compute_gae,
-        ppo_attention.ppo_losses,
+        ppo_attention.ppo_loss,
     )
 
     def resolve(env_id):
@@ -239,15 +247,19 @@ def qbert_run(request, tmp_path_factory) -> dict:
         run["gae_inputs"].append(dict(rewards=rewards.clone(), dones=dones.clone(), next_done=next_done.clone()))
         return real_gae(rewards, values, dones, next_value, next_done, args)
 
-    def losses(newlogprob, entropy, newvalue, attn_entropy, minibatch, args):
+    def losses(
+        newlogprob, entropy, newvalue, attn_entropy, b_logprobs, b_advantages, b_returns, b_values, mb_inds, args
+    ):
+        batch = dict(logprobs=b_logprobs, advantages=b_advantages, returns=b_returns, values=b_values)
+        minibatch = {k: v[mb_inds] for k, v in batch.items()}
         if len(run["minibatch_rows"]) % 2 == 0:  # an iteration's first minibatch: the network is still the rollout's
             run["first_minibatches"].append((newlogprob.detach(), newvalue.detach().view(-1), minibatch))
         run["minibatch_rows"].append(len(newlogprob))
-        return real_losses(newlogprob, entropy, newvalue, attn_entropy, minibatch, args)
+        return real_losses(newlogprob, entropy, newvalue, attn_entropy, *batch.values(), mb_inds, args)
 
     with pytest.MonkeyPatch.context() as patch:
-        for name, replacement in [("resolve_atari_id", resolve), ("make_vector_env", make), ("compute_gae", gae),
-                                  ("ppo_losses", losses)]:  # fmt: skip
+        for name, replacement in [("resolve_atari_id", resolve), ("make_env", make), ("compute_gae", gae),
+                                  ("ppo_loss", losses)]:  # fmt: skip
             patch.setattr(ppo_attention, name, replacement)
         run["args"] = tiny_args(tmp_path_factory.mktemp("qbert"), env_id="QbertNoFrameskip-v4", num_steps=256,
                                 total_timesteps=1024, precision="fp32")  # fmt: skip

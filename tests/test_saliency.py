@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from play import load_checkpoint
+from agents import load_checkpoint
 from ppo_attention import Agent
 from saliency import METHODS, gaussian_blur, gradcam, main, paint_attention, saliency_map, saliency_maps
 

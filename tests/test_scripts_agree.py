@@ -7,7 +7,8 @@ import numpy as np
 import relevance_tree
 import render
 import saliency
-from play import load_checkpoint, play
+from agents import load_checkpoint
+from play import play
 
 
 def test_saliency_tree_and_render_follow_the_play_loop_step_for_step(tiny_checkpoint, tmp_path):
