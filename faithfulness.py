@@ -640,9 +640,10 @@ def grounding(m: torch.Tensor, masks: dict, games=None) -> dict:
     for name, mask in masks.items():
         keep = mask.any((1, 2)) & (m.sum((1, 2)) > 0)
         r = dict(area=float(mask[keep].mean()) if keep.any() else float("nan"), states=int(keep.sum()))
-        g = None if games is None else np.asarray(games)[keep]
-        for metric, fn in (("mass", mass_accuracy), ("pointing", pointing_game), ("rank", rank_accuracy)):
-            r[metric], r[f"{metric}_se"] = mean_and_se(fn(m[keep], mask[keep]), g) if keep.any() else (np.nan,) * 2
+        clusters = None if games is None else np.asarray(games)[keep]
+        for metric, score in (("mass", mass_accuracy), ("pointing", pointing_game), ("rank", rank_accuracy)):
+            per_state = score(m[keep], mask[keep]) if keep.any() else None
+            r[metric], r[f"{metric}_se"] = mean_and_se(per_state, clusters) if keep.any() else (np.nan,) * 2
         result[name] = r
     return result
 
@@ -656,10 +657,10 @@ def grid_grounding(grid: torch.Tensor, boxes: dict, games=None) -> dict:
     (pixel 8y + 17.5) is nearest the centre of the object's box (ties: any of them). Tied peaks count in
     proportion (a random one of them). The chance of each: the fraction of the 49 units that satisfy it, what a
     unit drawn at random gets. Means over states, standard errors over games."""
-    g = grid.detach().double().cpu().numpy()
+    values = grid.detach().double().cpu().numpy()
     starts = STRIDE * np.arange(7)  # (7,) first pixel each unit's field sees, along a row or a column
     centres = starts + (FIELD - 1) / 2  # pixel index of the field's centre: 17.5, 25.5, ...
-    peak = top_places(g)  # (S, 7, 7)
+    peak = top_places(values)  # (S, 7, 7)
     result = {}
     for name, box in boxes.items():
         y0, x0, y1, x1 = (box[:, i, None] for i in range(4))  # (S, 1) each, end-exclusive
@@ -668,12 +669,11 @@ def grid_grounding(grid: torch.Tensor, boxes: dict, games=None) -> dict:
         contains = rows[:, :, None] & cols[:, None, :]  # (S, 7, 7)
         distance = ((centres - (y0 + y1 - 1) / 2) ** 2)[:, :, None] + ((centres - (x0 + x1 - 1) / 2) ** 2)[:, None, :]
         nearest = distance <= distance.min((1, 2), keepdims=True) + 1e-9  # (S, 7, 7)
-        keep = ~np.isnan(box[:, 0]) & (g.sum((1, 2)) > 0)
-        r = dict(states=int(keep.sum()))
+        keep = ~np.isnan(box[:, 0]) & (values.sum((1, 2)) > 0)
+        r, clusters = dict(states=int(keep.sum())), None if games is None else np.asarray(games)[keep]
         for metric, target in (("contains", contains), ("nearest", nearest)):
             hit = (peak & target).sum((1, 2)) / peak.sum((1, 2))  # (S,) a random one of tied peaks
-            gk = None if games is None else np.asarray(games)[keep]
-            r[metric], r[f"{metric}_se"] = mean_and_se(hit[keep], gk) if keep.any() else (float("nan"),) * 2
+            r[metric], r[f"{metric}_se"] = mean_and_se(hit[keep], clusters) if keep.any() else (np.nan,) * 2
             r[f"{metric}_chance"] = float(target[keep].mean()) if keep.any() else float("nan")
         result[name] = r
     return result
