@@ -254,15 +254,18 @@ def floor_maps(method: str, n: int, heads: int, generator: torch.Generator, x=No
     return (paint_attention if method == "painted_dirichlet" else bilinear_grid)(dirichlet).sum(1)
 
 
-def grid_maps(agent, x: torch.Tensor, actions: torch.Tensor, chunk: int) -> dict:
-    """The maps on conv3's 7x7 grid: {"attention": (S, H, 7, 7) each head's softmax map (without an attention module
-    none), "gradcam": (S, 1, 7, 7) Grad-CAM of the explained action's logit (saliency.gradcam)}."""
+def grid_maps(agent, x: torch.Tensor, actions: torch.Tensor, chunk: int, methods=GRID_METHODS) -> dict:
+    """The maps on conv3's 7x7 grid: {"attention": (S, H, 7, 7) each head's softmax map (not for an agent without an
+    attention module), "gradcam": (S, 1, 7, 7) Grad-CAM of the explained action's logit (saliency.gradcam)}, those
+    of `methods`."""
     with torch.no_grad():
         clean = agent.activations(x)
-    peak = clean["attn_logits"].flatten(2).argmax(-1)  # (S, H): used by the attention target only
-    heads = list(range(agent.attn_heads))
-    grids = {"gradcam": gradcam(agent, x, "action", heads, peak, actions, chunk)[:, None].detach()}
-    if agent.attn_heads:
+    grids = {}
+    if "gradcam" in methods:
+        peak = clean["attn_logits"].flatten(2).argmax(-1)  # (S, H): used by the attention target only
+        heads = list(range(agent.attn_heads))
+        grids["gradcam"] = gradcam(agent, x, "action", heads, peak, actions, chunk)[:, None].detach()
+    if "attention" in methods and agent.attn_heads:
         grids["attention"] = clean["attention"]
     return grids
 
@@ -283,11 +286,12 @@ def explanation_maps(agent, obs, actions, methods, args: Args, floors: torch.Gen
     x = obs.float() / 255
     with torch.no_grad():
         agent(obs[:1])  # warm-up: one-time costs are not the first method's
-    grids = {}
-    if any(m in methods for m in (*GRID_METHODS, *BILINEAR)):
-        start = time.perf_counter()
-        grids = grid_maps(agent, x, actions, args.chunk)
-        grid_seconds = (time.perf_counter() - start) / len(obs)
+    grids, grid_seconds = {}, {}
+    for method in GRID_METHODS:  # each 7x7 map once, for both drawings
+        if method in methods or f"{method}_bilinear" in methods:
+            start = time.perf_counter()
+            grids |= grid_maps(agent, x, actions, args.chunk, (method,))
+            grid_seconds[method] = (time.perf_counter() - start) / len(obs)
     for method in methods:
         if method in maps:  # vargrad, computed with smoothgrad
             continue
@@ -314,8 +318,7 @@ def explanation_maps(agent, obs, actions, methods, args: Args, floors: torch.Gen
             torch.cuda.synchronize()
         for m, v in new.items():
             maps[m], seconds[m] = v, (time.perf_counter() - start) / len(obs)
-            if m.removesuffix("_bilinear") in grids:
-                seconds[m] += grid_seconds
+            seconds[m] += grid_seconds.get(m.removesuffix("_bilinear"), 0.0)  # the 7x7 map, then its drawing
     return maps, seconds, incomplete, grids
 
 
