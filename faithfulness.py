@@ -869,7 +869,10 @@ def save_figure(path: str, curves: dict, fractions, results: dict, layers: list,
     ax.set(ylim=(min(-0.25, lowest - 0.05), 1.05), ylabel="Spearman rank correlation with the trained model's map")
     ax.set_title("Sanity check of the drawn 84x84 maps: a faithful map changes\nas the network is re-initialised "
                  "from the top, down to its floor (dotted)")  # fmt: skip
-    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    if layers:
+        ax.legend(fontsize=7, loc="lower left", ncol=2)
+    else:
+        ax.text(0.5, 0.5, "not run (--sanity-states 0)", ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
     ax = fig.add_subplot(spec[1, 2])
     for method, by_layer in grid.items():
@@ -881,7 +884,8 @@ def save_figure(path: str, curves: dict, fractions, results: dict, layers: list,
     ax.axhline(0, color="black", lw=0.8)
     ax.tick_params("x", rotation=30)
     lowest = min(
-        [min(v["value"] - np.nan_to_num(v["se"]), *v["seeds"]) for g in grid.values() for v in g.values()] or [0]
+        [min(v["value"] - np.nan_to_num(v["se"]), *v["seeds"]) for steps in grid.values() for v in steps.values()]
+        or [0]
     )
     ax.set(ylim=(min(-0.25, lowest - 0.05), 1.05), xlabel="layers re-initialised, from the output down (cumulative)")
     ax.set(ylabel="Spearman rank correlation of the 49 values")
@@ -889,6 +893,8 @@ def save_figure(path: str, curves: dict, fractions, results: dict, layers: list,
                  "each re-initialisation seed)")  # fmt: skip
     if grid:
         ax.legend(fontsize=8, loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "not run (no 7x7 map, or --sanity-states 0)", ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.savefig(path, dpi=72)
