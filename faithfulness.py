@@ -1,17 +1,22 @@
 """Which explanation can you trust? Deletion, insertion, sanity checks and the game's own objects, for every map.
 
-Plays the checkpoint's game, samples `--states` states from several games, and explains at each the agent's
+Plays the checkpoint's game, samples `--states` states from `--games` games, and explains at each the agent's
 own decision, its most probable action (`--explain taken`: the action it took), with every map of saliency.py
 (attention, gradcam, gradient, smoothgrad, vargrad, ig_black, ig_blur, perturbation). A *place* is one of the
-84x84 pixel positions, in all 4 stacked frames at once, ranked by the map's maximum over the frames.
+84x84 pixel positions, in all 4 stacked frames at once, ranked by the map's maximum over the frames. The two
+7x7 maps (the attention and Grad-CAM, on conv3's grid) are drawn two ways: painted (each unit adds its weight to
+its 36x36 receptive field, as saliency.py and render.py show them) and bilinearly between the centres of the
+units' fields (`attention_bilinear`, `gradcam_bilinear`): how far a score depends on the drawing.
 
-Floors: maps that carry no information about the model, which every method must beat.
-- random: i.i.d. uniform pixels.
-- painted_uniform: a uniform 7x7 attention painted like the attention (36x36 receptive fields, stride 8).
-  Painting alone makes a map heavy in the centre, where the most receptive fields overlap.
-- painted_dirichlet: random 7x7 attention maps (Dirichlet(1) over the 49 places, one per head), painted.
-  The same geometry as the attention and Grad-CAM, and spatially coherent like every real map.
-Each method's margin is taken over the strongest floor of each score, paired over states.
+Floors: maps that carry no information about the model, which a map must beat to show it found something.
+- geometry alone: `random` (i.i.d. uniform pixels), `painted_uniform` (a uniform 7x7 map, painted: heavy in the
+  centre, where most fields overlap), `painted_dirichlet` and `bilinear_dirichlet` (random 7x7 maps,
+  Dirichlet(1) over the 49 units, one per head, painted or drawn bilinearly).
+- the input alone, no model: `edge` |x - blur(x)| (the frames' edges, blur sigma 3 px), `intensity` (the
+  frames themselves) and `frame_difference` |x_k - x_(k-1)| (what moved); each the maximum over the frames.
+Each method's margin is taken over the strongest floor of each score, paired over states; the strongest floor
+is chosen on the other half of the games (cross-fitting: even games choose for odd ones and vice versa), so
+that picking it does not flatter it.
 
 - deletion (Petsiuk et al. 2018, RISE, arXiv 1806.07421): replace the places, most relevant first, by a
   blurred (Greydanus' sigma 3) or black copy and follow KL(original policy || perturbed policy) and the
@@ -19,19 +24,23 @@ Each method's margin is taken over the strongest floor of each score, paired ove
   area, a small probability area.
 - insertion: the reverse. From the fully blurred (or black) frames, restore the most relevant places first:
   the probability comes back early (large area), the KL falls early (small area).
-  Every area is a mean over states with its standard error.
 - cascading randomisation (Adebayo et al. 2018, arXiv 1810.03292): re-initialise the network from the top
   down (actor+critic, fc, attention, conv3, conv2, conv1, cumulatively) with the training script's
-  `layer_init`, and give the Spearman rank correlation of each new map with the trained model's. A map
-  that stays the same when the weights are destroyed explains the input, not the model. Beside it, each
-  method's floor: its trained map's correlation with the floors, what geometry alone gives.
+  `layer_init`, and give the Spearman rank correlation of each new map with the trained model's, on
+  `--sanity-states` states. Beside it, each method's floor (its trained map's correlation with the geometry
+  floors) and its correlation with the input floors. The 7x7 maps are also compared on their own grid (49
+  values, no painting) on every state, with `--sanity-seeds` re-initialisations.
 - objects (games whose RAM layout play.py knows: Breakout): the ball's and the paddle's boxes in the 4
-  stacked frames, read from the emulator's RAM and grown by `--margin` px. For every map and each attention
-  head: the share of the map's mass on each object against the object's share of the screen, and how often
-  the map's peak (its maximum) lies on the object.
+  stacked frames, read from the emulator's RAM, grown by `--margin` px. For every map, the localisation
+  metrics as Quantus defines them: relevance mass accuracy and relevance rank accuracy (Arras et al. 2022,
+  CLEVR-XAI, arXiv 2003.07258) and the pointing game (Zhang et al. 2018, arXiv 1608.00507), against the
+  object's share of the screen (what a map blind to it gets). For the 7x7 maps (each attention head, Grad-CAM),
+  on their grid: how often the peak unit's receptive field contains the object, and how often the peak is the
+  object's nearest unit, each against its chance rate (a unit drawn at random).
 
-Huber et al. 2021 (arXiv 2101.07312) compared saliency methods for Atari agents with insertion, sanity
-checks and run time.
+Every mean is over states with a standard error over games (cluster-robust: states of one game are not
+independent). Huber et al. 2021 (arXiv 2101.07312) compared saliency methods for Atari agents with insertion,
+sanity checks and run time.
 
     python faithfulness.py --checkpoint runs/<run_name>/run.pt
 """
@@ -52,21 +61,28 @@ import tyro
 from agents import load_checkpoint, log_action_probabilities, played_policy
 from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
 from play import box_in_observation, play
-from ppo_attention import layer_init
+from ppo_attention import Agent, layer_init
 from saliency import (
     METHODS,
     as_float_input,
+    bilinear_grid,
     check_options,
     collapse_frames,
     gaussian_blur,
+    gradcam,
     paint_attention,
     saliency_maps,
 )
 
-FLOORS = ("random", "painted_uniform", "painted_dirichlet")
-ALL_METHODS = (*METHODS, *FLOORS)
+GRID_METHODS = ("attention", "gradcam")  # maps on conv3's 7x7 grid, drawn onto the input
+BILINEAR = ("attention_bilinear", "gradcam_bilinear")  # the same maps drawn bilinearly between field centres
+GEOMETRY_FLOORS = ("random", "painted_uniform", "painted_dirichlet", "bilinear_dirichlet")
+INPUT_FLOORS = ("edge", "intensity", "frame_difference")
+FLOORS = (*GEOMETRY_FLOORS, *INPUT_FLOORS)
+ALL_METHODS = (*METHODS, *BILINEAR, *FLOORS)
 Method = Literal["attention", "gradcam", "gradient", "smoothgrad", "vargrad", "ig_black", "ig_blur", "perturbation",
-                 "random", "painted_uniform", "painted_dirichlet"]  # fmt: skip
+                 "attention_bilinear", "gradcam_bilinear", "random", "painted_uniform", "painted_dirichlet",
+                 "bilinear_dirichlet", "edge", "intensity", "frame_difference"]  # fmt: skip
 CURVES = ("deletion_kl", "deletion_prob", "insertion_prob", "insertion_kl")
 HIGHER_IS_BETTER = {"deletion_kl": True, "deletion_prob": False, "insertion_prob": True, "insertion_kl": False}
 CASCADE = (  # re-initialised from the output down, cumulatively: (label, layers)
@@ -87,6 +103,8 @@ Q_VALUES = (
 )
 INIT_STD = {"actor": 0.01, "critic": 1.0}  # the training script's layer_init; sqrt(2) for every other layer
 PLACES = 84 * 84
+FIELD, STRIDE = Agent.RECEPTIVE_FIELDS["attention"]  # unit (y, x) of the 7x7 grid sees pixels [8y, 8y + 36)
+EQUAL = 1e-6  # values of a map within this fraction of its maximum are equal (float sums of painted maps)
 
 
 @dataclass
@@ -101,11 +119,11 @@ class Args:
     states: int = 128
     """states to explain, spread over --games games, drawn at random steps of each game"""
     games: int = 8
-    """games the states come from (seeds --seed, --seed + 1, ...)"""
+    """games the states come from (seeds --seed, --seed + 1, ...); standard errors are over games"""
     max_steps: int = 1000
     """states are drawn from the first this many agent steps of each game"""
     method: tuple[Method, ...] = ALL_METHODS
-    """maps to score, floors included (attention is skipped, with a note, for an agent without attention)"""
+    """maps to score, floors included (the attention maps are skipped, with a note, for an agent without attention)"""
     explain: Literal["greedy", "taken"] = "greedy"
     """the action the maps explain and the curves follow: the most probable one (the agent's decision) or the
     one it took (sampled from the policy unless --greedy)"""
@@ -115,14 +133,19 @@ class Args:
     """intervals of the deletion and insertion curves (at least 20: at most 5% of the places per step)"""
     samples: int = 50
     """noisy copies per state for SmoothGrad and VarGrad"""
-    ig_steps: int = 64
-    """points on the path of Integrated Gradients (midpoint rule); the report gives how complete the sums are"""
+    ig_steps: int = 256
+    """points on the path of Integrated Gradients (midpoint rule); the report gives how complete the sums are
+    (64 left them 4-13% short from black on the demo agents' states, median; 256 within 0.3-2%)"""
     stride: int = 5
     """grid spacing in pixels of the perturbation method"""
     margin: int = 4
     """pixels of the 84x84 observation added around each object's box (the attention's stride is 8)"""
     sanity_states: int = 8
-    """states (of --states, evenly spread) for the sanity check, which recomputes every map 7 times; 0 skips it"""
+    """states (of --states, evenly spread) for the sanity check of every map, which recomputes every map 7 times;
+    0 skips the sanity checks"""
+    sanity_seeds: int = 3
+    """re-initialisations (seeds --seed, --seed + 1, ...) of the sanity check of the 7x7 maps on their own grid,
+    which runs on all --states states"""
     chunk: int = 128
     """network inputs per forward pass (bounds memory)"""
     threads: int = 1
@@ -142,7 +165,7 @@ class Args:
 
 def check_args(args: Args) -> None:
     """Reject a bad setting with one sentence (UsageError) before anything is loaded or written."""
-    for name in ("states", "games", "max_steps", "threads"):
+    for name in ("states", "games", "max_steps", "threads", "sanity_seeds"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     if args.steps < 20:
@@ -157,16 +180,18 @@ def check_args(args: Args) -> None:
 
 
 def sample_states(agent, env_id: str, args: Args, progress, env_options: Optional[dict] = None) -> tuple:
-    """(observations (S, 4, 84, 84) uint8, taken actions (S,), objects) with S <= --states, on the agent's device.
+    """(observations (S, 4, 84, 84) uint8, taken actions (S,), objects, games (S,) int) with S <= --states, the
+    tensors on the agent's device.
 
     objects[s][k]: the game's objects in stacked frame k of state s ({name: 210x160 box or None}, `Step.objects`
     of the step that frame comes from; {} for the empty frames before a game's start, or a game play.py cannot
-    read). Game g is played from seed `seed + g`; its share of the states is a uniform sample (reservoir
-    sampling, numpy Generator seeded with `seed`) of its first `max_steps` steps. Steps where the game pressed
-    FIRE after a lost life are left out: the agent did not choose that action.
+    read). games[s]: the game state s comes from, 0 to --games - 1. Game g is played from seed `seed + g`; its
+    share of the states is a uniform sample (reservoir sampling, numpy Generator seeded with `seed`) of its first
+    `max_steps` steps. Steps where the game pressed FIRE after a lost life are left out: the agent did not
+    choose that action.
     """
     rng, games = np.random.default_rng(args.seed), min(args.games, args.states)
-    obs, actions, objects = [], [], []
+    obs, actions, objects, game_of = [], [], [], []
     for g, share in enumerate(len(part) for part in np.array_split(np.arange(args.states), games)):
         kept, seen, recent = [], 0, collections.deque([{}] * 4, maxlen=4)  # objects of the 4 stacked frames
         for step in play(agent, env_id, args.seed + g, args.greedy, args.max_steps, env_options):
@@ -186,9 +211,11 @@ def sample_states(agent, env_id: str, args: Args, progress, env_options: Optiona
             obs.append(o)
             actions.append(a)
             objects.append(objs)
+            game_of.append(g)
     progress(f"sampled {len(obs)} states from {games} games", done=True)
     device = next(agent.parameters()).device
-    return torch.as_tensor(np.stack(obs), device=device), torch.as_tensor(actions, device=device), objects
+    obs, actions = torch.as_tensor(np.stack(obs), device=device), torch.as_tensor(actions, device=device)
+    return obs, actions, objects, np.asarray(game_of)
 
 
 def explained_actions(logits: torch.Tensor, taken: torch.Tensor, explain: str) -> torch.Tensor:
@@ -198,37 +225,74 @@ def explained_actions(logits: torch.Tensor, taken: torch.Tensor, explain: str) -
     return logits.argmax(-1) if explain == "greedy" else taken
 
 
-def floor_maps(method: str, n: int, heads: int, generator: torch.Generator) -> torch.Tensor:
-    """n maps (n, 84, 84) of a floor, drawn with `generator` (on its device); heads: painted maps per state."""
+def floor_maps(method: str, n: int, heads: int, generator: torch.Generator, x=None) -> torch.Tensor:
+    """n maps (n, 84, 84) of a floor, drawn with `generator` (on its device); heads: random 7x7 maps per state;
+    x (n, 4, 84, 84) float input in [0, 1]: the input the input floors are computed from (no model)."""
     device = generator.device
+    if method == "edge":  # the frames' edges: what blurring removes
+        return collapse_frames((x - gaussian_blur(x)).abs())
+    if method == "intensity":  # the frames themselves: bright pixels first
+        return collapse_frames(x)
+    if method == "frame_difference":  # what moved between consecutive stacked frames
+        return (x[:, 1:] - x[:, :-1]).abs().amax(1)
     if method == "random":
         return torch.rand((n, 84, 84), generator=generator, device=device)
     if method == "painted_uniform":
         return paint_attention(torch.full((1, heads, 7, 7), 1 / 49, device=device)).sum(1).expand(n, 84, 84)
     exponential = -torch.rand((n, heads, 49), generator=generator, device=device).clamp_min(1e-12).log()
-    dirichlet = exponential / exponential.sum(-1, keepdim=True)  # normalised Exp(1) draws: Dirichlet(1, ..., 1)
-    return paint_attention(dirichlet.view(n, heads, 7, 7)).sum(1)
+    dirichlet = (exponential / exponential.sum(-1, keepdim=True)).view(
+        n, heads, 7, 7
+    )  # normalised Exp(1): Dirichlet(1)
+    return (paint_attention if method == "painted_dirichlet" else bilinear_grid)(dirichlet).sum(1)
+
+
+def grid_maps(agent, x: torch.Tensor, actions: torch.Tensor, chunk: int, methods=GRID_METHODS) -> dict:
+    """The maps on conv3's 7x7 grid: {"attention": (S, H, 7, 7) each head's softmax map (not for an agent without an
+    attention module), "gradcam": (S, 1, 7, 7) Grad-CAM of the explained action's logit (saliency.gradcam)}, those
+    of `methods`."""
+    with torch.no_grad():
+        clean = agent.activations(x)
+    grids = {}
+    if "gradcam" in methods:
+        peak = clean["attn_logits"].flatten(2).argmax(-1)  # (S, H): used by the attention target only
+        heads = list(range(agent.attn_heads))
+        grids["gradcam"] = gradcam(agent, x, "action", heads, peak, actions, chunk)[:, None].detach()
+    if "attention" in methods and agent.attn_heads:
+        grids["attention"] = clean["attention"]
+    return grids
 
 
 def explanation_maps(agent, obs, actions, methods, args: Args, floors: torch.Generator) -> tuple:
     """({method: relevance (S, 84, 84)} explaining each state's action, {method: seconds per state},
     {ig method: (S,) |sum of the attributions - (f(x) - f(x'))| / |f(x) - f(x')|, Integrated Gradients'
-    completeness error}).
+    completeness error}, {grid method: (S, H, 7, 7)} the 7x7 maps before drawing).
 
     Gradient maps differentiate the explained action's logit; perturbation scores the change of all logits.
-    The noise of SmoothGrad and VarGrad (one shared pass, whose time counts for both) is seeded afresh
-    with `seed` at every call: a retrained or re-initialised model gets the same noisy copies. The floors
-    take their next draws from `floors`. Each map is |map| maxed over the 4 frames.
+    The 7x7 maps are painted (saliency.paint_attention, as saliency.py draws them) or drawn bilinearly
+    (saliency.bilinear_grid), heads summed. The noise of SmoothGrad and VarGrad (one shared pass, whose time
+    counts for both) is seeded afresh with `seed` at every call: a retrained or re-initialised model gets the
+    same noisy copies. The random floors take their next draws from `floors`. Each map is |map| maxed over the
+    4 frames.
     """
     maps, seconds, incomplete, device = {}, {}, {}, obs.device
+    x = obs.float() / 255
     with torch.no_grad():
         agent(obs[:1])  # warm-up: one-time costs are not the first method's
+    grids, grid_seconds = {}, {}
+    for method in GRID_METHODS:  # each 7x7 map once, for both drawings
+        if method in methods or f"{method}_bilinear" in methods:
+            start = time.perf_counter()
+            grids |= grid_maps(agent, x, actions, args.chunk, (method,))
+            grid_seconds[method] = (time.perf_counter() - start) / len(obs)
     for method in methods:
         if method in maps:  # vargrad, computed with smoothgrad
             continue
         start = time.perf_counter()
         if method in FLOORS:
-            new = {method: floor_maps(method, len(obs), max(agent.attn_heads, 1), floors)}
+            new = {method: floor_maps(method, len(obs), max(agent.attn_heads, 1), floors, x)}
+        elif method in (*GRID_METHODS, *BILINEAR):
+            grid = grids[method.removesuffix("_bilinear")]
+            new = {method: (bilinear_grid if method in BILINEAR else paint_attention)(grid).sum(1)}
         else:
             shared = [m for m in ("smoothgrad", "vargrad") if m in methods]
             group = shared if method in shared else [method]
@@ -236,7 +300,6 @@ def explanation_maps(agent, obs, actions, methods, args: Args, floors: torch.Gen
             settings = dict(samples=args.samples, stride=args.stride, chunk=args.chunk, ig_steps=args.ig_steps)
             new = saliency_maps(agent, obs, group, "action", action=actions, signed=True, generator=noise, **settings)
             if method.startswith("ig_"):
-                x = obs.float() / 255
                 with torch.no_grad():
                     ends = [agent(end)[0].gather(1, actions[:, None])[:, 0] for end in (x, baseline_of(method, x))]
                 change = ends[0] - ends[1]
@@ -247,7 +310,8 @@ def explanation_maps(agent, obs, actions, methods, args: Args, floors: torch.Gen
             torch.cuda.synchronize()
         for m, v in new.items():
             maps[m], seconds[m] = v, (time.perf_counter() - start) / len(obs)
-    return maps, seconds, incomplete
+            seconds[m] += grid_seconds.get(m.removesuffix("_bilinear"), 0.0)  # the 7x7 map, then its drawing
+    return maps, seconds, incomplete, grids
 
 
 def baseline_of(method: str, x: torch.Tensor) -> torch.Tensor:
@@ -322,23 +386,57 @@ def area_under_curve(y, x) -> np.ndarray:
     return ((y[..., 1:] + y[..., :-1]) / 2 * np.diff(x)).sum(-1)
 
 
-def mean_and_se(values) -> tuple:
-    """(mean, standard error of the mean) of values over states (sample sd / sqrt(n); 0 for fewer than 2)."""
+def mean_and_se(values, games=None) -> tuple:
+    """(mean over states, its standard error) of values (S,).
+
+    games None: states independent, sample sd / sqrt(S) (0 for fewer than 2 states). games (S,), the game of each
+    state: states of one game are not independent, so the standard error is the cluster-robust one of the mean,
+    sqrt(G / (G - 1) * sum over games g of (sum over g's states of (v - mean))^2) / S, with G games (Liang and
+    Zeger 1986, with the usual G / (G - 1) correction). When every game gives the same number of states it is
+    the sample sd of the G per-game means / sqrt(G). nan for fewer than 2 games: one game says nothing of the next.
+    """
     v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    if games is None:
+        return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    labels, game = np.unique(np.asarray(games), return_inverse=True)
+    G = len(labels)
+    if G < 2:
+        return float(v.mean()), float("nan")
+    sums = np.bincount(game, weights=v - v.mean(), minlength=G)  # (G,) each game's sum of deviations
+    return float(v.mean()), float(np.sqrt(G / (G - 1) * np.square(sums).sum()) / len(v))
 
 
-def margins(areas: dict) -> dict:
+def folds_of(games) -> np.ndarray:
+    """The half of the games each state belongs to, for cross-fitting: 0 for the 1st, 3rd, 5th ... game, 1 for
+    the others; all 0 with a single game."""
+    labels, game = np.unique(np.asarray(games), return_inverse=True)
+    return game % 2 if len(labels) > 1 else np.zeros(len(game), int)
+
+
+def margins(areas: dict, games) -> dict:
     """{method: {curve: (mean, se, floor)}}: each method's per-state area minus the strongest floor's, signed so
     that positive is better (deletion KL and insertion prob: higher is better; the other two: lower), paired
-    over states. The strongest floor of a curve is the floor with the best mean area; {} without floors."""
+    over states, with its standard error over games.
+
+    The strongest floor of a curve is the floor with the best mean area on the other half of the games (see
+    `folds_of`): cross-fitting, so that the floor is not picked on the very states it is scored on (the best of
+    7 noisy floors, picked in-sample, would look stronger than it is). floor: the floor chosen for each half,
+    "a" or "a/b" when the halves chose differently; with one game, the floor is chosen in-sample. {} without
+    floors."""
     floors = [m for m in FLOORS if m in areas]
     result = {m: {} for m in areas if floors}
-    for curve, higher in HIGHER_IS_BETTER.items():
+    folds = folds_of(games)
+    for curve, higher in HIGHER_IS_BETTER.items() if floors else ():
         sign = 1.0 if higher else -1.0
-        strongest = max(floors, key=lambda f: sign * areas[f][curve].mean()) if floors else None
+        chosen, strongest = [], np.empty(len(folds))
+        for fold in np.unique(folds):
+            choose_on = folds != fold if (folds != fold).any() else np.ones(len(folds), bool)
+            best = max(floors, key=lambda f: sign * areas[f][curve][choose_on].mean())
+            strongest[folds == fold] = areas[best][curve][folds == fold]
+            chosen.append(best)
+        label = "/".join(dict.fromkeys(chosen))
         for method in result:
-            result[method][curve] = (*mean_and_se(sign * (areas[method][curve] - areas[strongest][curve])), strongest)
+            result[method][curve] = (*mean_and_se(sign * (areas[method][curve] - strongest), games), label)
     return result
 
 
@@ -390,15 +488,17 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > 0, (ra * rb).sum(1) / norm.clamp_min(1e-300), 0.0)
 
 
-def sanity_check(agent, map_fn, seed: int, progress=None, floors: Optional[dict] = None, frames=None) -> tuple:
-    """({method: {step label: rank correlation with the trained agent's map, mean over states}},
-    {method: {"value": floor, "floor": which floor, "input": correlation with the input}}).
+def sanity_check(agent, map_fn, seed: int, progress=None, floors=None, inputs=None, games=None) -> tuple:
+    """({method: {step label: (mean over states, standard error) of the rank correlation with the trained agent's
+    map}}, {method: {"value", "floor", "input", "input_floor"}}).
 
-    map_fn(model) -> {method: maps (N, ...)} computes the maps of the same N states with a given model.
+    map_fn(model) -> {method: maps (N, ...)} computes the maps of the same N states with a given model; games (N,):
+    the game of each state, for standard errors over games (None: over states).
     floors: {floor name: maps (N, ...)} that know nothing of the model; a method's floor is the largest mean
     correlation of its trained maps with one of them, what the map's geometry alone gives ({} without floors).
-    frames (N, ...): the input, for each trained map's correlation with it (Adebayo et al.'s limiting case: a
-    map equal to the input stays at 1 whatever is re-initialised).
+    inputs: {input floor name: maps (N, ...)} computed from the input alone: "input" is the trained map's largest
+    mean correlation with one of them ("input_floor" which). Adebayo et al.'s limiting case, a map equal to the
+    input, stays at 1 whatever is re-initialised.
     """
     trained = map_fn(agent)
     result = {method: {} for method in trained}
@@ -407,14 +507,52 @@ def sanity_check(agent, map_fn, seed: int, progress=None, floors: Optional[dict]
         if progress:
             progress(f"sanity check: re-initialised down to {label} ({i + 1}/{len(steps)})")
         for method, m in map_fn(model).items():
-            result[method][label] = float(spearman(trained[method], m).mean())
+            result[method][label] = mean_and_se(spearman(trained[method], m).cpu().numpy(), games)
     by_geometry = {}
-    for method in (m for m in trained if floors and m not in FLOORS):
-        value, floor = max((float(spearman(trained[method], maps).mean()), f) for f, maps in floors.items())
-        by_geometry[method] = dict(value=value, floor=floor)
-        if frames is not None:
-            by_geometry[method]["input"] = float(spearman(trained[method], frames).mean())
-    return result, by_geometry
+    for method in (m for m in trained if m not in FLOORS):
+        by_geometry[method] = {}
+        if floors:
+            value, floor = max((float(spearman(trained[method], maps).mean()), f) for f, maps in floors.items())
+            by_geometry[method].update(value=value, floor=floor)
+        if inputs:
+            value, floor = max((float(spearman(trained[method], maps).mean()), f) for f, maps in inputs.items())
+            by_geometry[method].update(input=value, input_floor=floor)
+    return result, {m: v for m, v in by_geometry.items() if v}
+
+
+def grid_sanity(agent, x, actions, games, seeds: list, chunk: int, progress=None) -> dict:
+    """The sanity check of the 7x7 maps on their own grid: {method: {step label: {"value", "se", "seeds"}}}.
+
+    For each re-initialisation seed and cascade step, the Spearman rank correlation of the 49 values of each
+    state's map (attention: heads summed, the map the features are multiplied by; Grad-CAM) with the trained
+    model's, summarised over seeds and states by `seeds_and_games`. A map that knows nothing of the model (a
+    random 7x7 map) has 0 here: no painting adds shared geometry.
+    """
+    trained = {m: g.sum(1) for m, g in grid_maps(agent, x, actions, chunk).items()}  # {method: (S, 7, 7)}
+    per_seed = {m: collections.defaultdict(list) for m in trained}  # {method: {label: [(S,) per seed]}}
+    for i, seed in enumerate(seeds):
+        for label, model in cascade(agent, seed):
+            if progress:
+                progress(f"sanity check on the 7x7 grid: seed {i + 1}/{len(seeds)}, re-initialised down to {label}")
+            for method, grid in grid_maps(model, x, actions, chunk).items():
+                per_seed[method][label].append(spearman(trained[method], grid.sum(1)).cpu().numpy())
+    result = {}
+    for method, by_label in per_seed.items():
+        result[method] = {label: seeds_and_games(np.stack(rho), games) for label, rho in by_label.items()}
+    return result
+
+
+def seeds_and_games(values: np.ndarray, games) -> dict:
+    """{"value", "se", "seeds"} of values (R, S), one row per re-initialisation seed and one column per state.
+
+    value: the mean. Each seed draws one network for every state, so its states move together: the standard error
+    adds the spread of the R seeds' means (their sample sd / sqrt(R)) and the spread over games of each state's
+    mean over the seeds (`mean_and_se`), in quadrature: se = sqrt(se_seeds^2 + se_games^2). seeds: each seed's
+    mean over the states."""
+    by_seed = values.mean(1)  # (R,)
+    value, se_games = mean_and_se(values.mean(0), games)
+    se_seeds = by_seed.std(ddof=1) / np.sqrt(len(by_seed)) if len(by_seed) > 1 else 0.0
+    return dict(value=value, se=float(np.sqrt(se_seeds**2 + se_games**2)), seeds=[float(v) for v in by_seed])
 
 
 # ----------------------------------------------------------------------------- the game's objects
@@ -435,22 +573,104 @@ def object_masks(objects: list, margin: int) -> dict:
     return masks
 
 
-def grounding(m: torch.Tensor, masks: dict) -> dict:
-    """{object: {mass, mass_se, area, peak, states}} of maps m (S, 84, 84) >= 0, over the states where the object
-    is on the screen and the map is not all zero: mean share of the map's mass inside the object's mask (and
-    its standard error), mean share of the screen the mask covers, and the fraction of states whose maximum
-    is reached inside the mask (the map's peak sees the object)."""
+def latest_boxes(objects: list) -> dict:
+    """{object name: (S, 4) float (y0, x0, y1, x1)}: each object's box in the observation (end-exclusive, no margin)
+    in the newest of a state's 4 stacked frames that shows it, where it is now; nan where no frame shows it."""
+    names = sorted({name for state in objects for frame in state for name in frame})
+    boxes = {name: np.full((len(objects), 4), np.nan) for name in names}
+    for s, state in enumerate(objects):
+        for frame in state:  # oldest to newest: the newest box showing the object stays
+            for name, box in frame.items():
+                if box is not None:
+                    boxes[name][s] = box_in_observation(box)
+    return boxes
+
+
+def top_places(m: np.ndarray) -> np.ndarray:
+    """Where each map of m (S, ...) >= 0 reaches its maximum, up to float rounding (within EQUAL of it): a painted
+    map's plateau is one tie, whatever order its sums were added in. (S, ...) bool."""
+    return m >= m.max(axis=tuple(range(1, m.ndim)), keepdims=True) * (1 - EQUAL)
+
+
+def pointing_game(m: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The pointing game (Zhang et al. 2018, as Quantus's PointingGame computes it, unweighted): 1 where a
+    maximum of the map lies in the object's mask, for maps m (S, 84, 84) >= 0 and masks (S, 84, 84) bool. Tied
+    maxima count if any of them is in the mask (a painted map's plateau touching the mask hits). (S,) float."""
+    return (top_places(m) & mask).any((1, 2)).astype(float)
+
+
+def mass_accuracy(m: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Relevance mass accuracy (Arras et al. 2022; Quantus's RelevanceMassAccuracy): the share of the map's mass
+    inside the mask, sum(m * mask) / sum(m). (S,)"""
+    return np.where(mask, m, 0.0).sum((1, 2)) / m.sum((1, 2))
+
+
+def rank_accuracy(m: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Relevance rank accuracy (Arras et al. 2022; Quantus's RelevanceRankAccuracy): with K the mask's size, the
+    share of the mask among the map's K most relevant places. (S,)
+
+    Places tied at the K-th value (a painted map's plateau) are taken in a random order, in expectation: the
+    places above it count whole, and the remaining slots go to the tied places in proportion, so a tied place in
+    the mask counts slots / tied. (Quantus takes numpy's argsort order among ties.) Equal means equal up to
+    float rounding (EQUAL)."""
+    S = len(m)
+    flat, inside = m.reshape(S, -1), mask.reshape(S, -1)
+    k = inside.sum(1)  # (S,)
+    kth = -np.sort(-flat, axis=1)[np.arange(S), np.maximum(k, 1) - 1]  # (S,) the K-th largest value
+    tied = np.abs(flat - kth[:, None]) <= EQUAL * flat.max(1, keepdims=True)
+    above = (flat > kth[:, None]) & ~tied
+    slots = k - above.sum(1)  # (S,) places left for the tied ones
+    hits = (above & inside).sum(1) + slots * (tied & inside).sum(1) / tied.sum(1)
+    return hits / np.maximum(k, 1)
+
+
+def grounding(m: torch.Tensor, masks: dict, games=None) -> dict:
+    """{object: {mass, pointing, rank (each with _se), area, states}} of maps m (S, 84, 84) >= 0, over the states
+    where the object is on the screen and the map is not all zero: the means of relevance mass accuracy, the
+    pointing game and relevance rank accuracy, with standard errors over games (`mean_and_se`), and the mask's
+    mean share of the screen, what each of the three gives a map that knows nothing of the object (a uniform map,
+    a random place, random ranks)."""
     m = m.detach().double().cpu().numpy()
-    total, top = m.sum((1, 2)), m.max((1, 2))
     result = {}
     for name, mask in masks.items():
-        keep = mask.any((1, 2)) & (total > 0)
-        inside = np.where(mask, m, 0.0)
-        share = inside.sum((1, 2))[keep] / total[keep]
-        peak = inside.max((1, 2))[keep] >= top[keep] * (1 - 1e-6)  # the maximum, up to float sums in painting
-        mass, mass_se = mean_and_se(share) if keep.any() else (float("nan"), float("nan"))
-        result[name] = dict(mass=mass, mass_se=mass_se, area=float(mask[keep].mean()) if keep.any() else float("nan"),
-                            peak=float(peak.mean()) if keep.any() else float("nan"), states=int(keep.sum()))  # fmt: skip
+        keep = mask.any((1, 2)) & (m.sum((1, 2)) > 0)
+        r = dict(area=float(mask[keep].mean()) if keep.any() else float("nan"), states=int(keep.sum()))
+        clusters = None if games is None else np.asarray(games)[keep]
+        for metric, score in (("mass", mass_accuracy), ("pointing", pointing_game), ("rank", rank_accuracy)):
+            per_state = score(m[keep], mask[keep]) if keep.any() else None
+            r[metric], r[f"{metric}_se"] = mean_and_se(per_state, clusters) if keep.any() else (np.nan,) * 2
+        result[name] = r
+    return result
+
+
+def grid_grounding(grid: torch.Tensor, boxes: dict, games=None) -> dict:
+    """{object: {contains, nearest (each with _se and _chance), states}} of maps on the 7x7 grid (S, 7, 7) >= 0,
+    over the states where the object is on the screen (`latest_boxes`) and the map is not all zero.
+
+    contains: the peak unit's receptive field (unit (y, x) sees pixels [8y, 8y + 36) x [8x, 8x + 36)) holds the
+    whole object's box. nearest: the peak unit is the object's nearest unit, the one whose field centre
+    (pixel 8y + 17.5) is nearest the centre of the object's box (ties: any of them). Tied peaks count in
+    proportion (a random one of them). The chance of each: the fraction of the 49 units that satisfy it, what a
+    unit drawn at random gets. Means over states, standard errors over games."""
+    values = grid.detach().double().cpu().numpy()
+    starts = STRIDE * np.arange(7)  # (7,) first pixel each unit's field sees, along a row or a column
+    centres = starts + (FIELD - 1) / 2  # pixel index of the field's centre: 17.5, 25.5, ...
+    peak = top_places(values)  # (S, 7, 7)
+    result = {}
+    for name, box in boxes.items():
+        y0, x0, y1, x1 = (box[:, i, None] for i in range(4))  # (S, 1) each, end-exclusive
+        rows = (starts <= y0) & (y1 <= starts + FIELD)  # (S, 7): the fields along y that hold the box's rows
+        cols = (starts <= x0) & (x1 <= starts + FIELD)
+        contains = rows[:, :, None] & cols[:, None, :]  # (S, 7, 7)
+        distance = ((centres - (y0 + y1 - 1) / 2) ** 2)[:, :, None] + ((centres - (x0 + x1 - 1) / 2) ** 2)[:, None, :]
+        nearest = distance <= distance.min((1, 2), keepdims=True) + 1e-9  # (S, 7, 7)
+        keep = ~np.isnan(box[:, 0]) & (values.sum((1, 2)) > 0)
+        r, clusters = dict(states=int(keep.sum())), None if games is None else np.asarray(games)[keep]
+        for metric, target in (("contains", contains), ("nearest", nearest)):
+            hit = (peak & target).sum((1, 2)) / peak.sum((1, 2))  # (S,) a random one of tied peaks
+            r[metric], r[f"{metric}_se"] = mean_and_se(hit[keep], clusters) if keep.any() else (np.nan,) * 2
+            r[f"{metric}_chance"] = float(target[keep].mean()) if keep.any() else float("nan")
+        result[name] = r
     return result
 
 
@@ -464,21 +684,26 @@ PANELS = (  # (curve, title, y label, which area is better), left to right, top 
     ("insertion_prob", "Insertion: the explained action's probability returns\nas the most relevant places are restored", PROB, "higher"),
 )  # fmt: skip
 COLOURS = dict(zip(ALL_METHODS, ("tab:red", "tab:pink", "tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:olive",
-                                 "tab:orange", "grey", "black", "dimgrey")))  # fmt: skip
-DASHES = {"random": "--", "painted_uniform": ":", "painted_dirichlet": "-."}
+                                 "tab:orange", "salmon", "violet", "grey", "black", "dimgrey", "darkgrey", "teal",
+                                 "darkkhaki", "tab:cyan")))  # fmt: skip
+DASHES = {"attention_bilinear": "--", "gradcam_bilinear": "--", "random": "--", "painted_uniform": ":",
+          "painted_dirichlet": "-.", "bilinear_dirichlet": (0, (5, 1, 1, 1, 1, 1)), "edge": ":", "intensity": "-.",
+          "frame_difference": "--"}  # fmt: skip
 EXPLAINED = {"greedy": "the most probable action (the agent's decision)", "taken": "the action the agent took"}
 
 
-def summary(areas: dict, seconds: dict, sanity: dict, by_geometry: dict, objects: dict) -> dict:
-    """{method: each area's mean and standard error over states, the margin over the strongest floor, seconds per
-    state, {layer: rank correlation}, the sanity floor, the object grounding}."""
-    results, margin = {}, margins(areas)
+def summary(areas: dict, seconds: dict, sanity: dict, by_geometry: dict, objects: dict, games) -> dict:
+    """{method: each area's mean over states and standard error over games, the margin over the strongest floor,
+    seconds per state, {layer: rank correlation} and its standard errors, the sanity floor, the object grounding}."""
+    results, margin = {}, margins(areas, games)
     for method, per_state in areas.items():
         r = {}
         for name in CURVES:
-            r[f"{name}_auc"], r[f"{name}_auc_se"] = mean_and_se(per_state[name])
+            r[f"{name}_auc"], r[f"{name}_auc_se"] = mean_and_se(per_state[name], games)
         r["margin"] = {c: dict(zip(("value", "se", "floor"), v)) for c, v in margin.get(method, {}).items()}
-        r["seconds_per_state"], r["sanity"] = seconds[method], sanity.get(method, {})
+        r["seconds_per_state"] = seconds[method]
+        r["sanity"] = {layer: v[0] for layer, v in sanity.get(method, {}).items()}
+        r["sanity_se"] = {layer: v[1] for layer, v in sanity.get(method, {}).items()}
         if method in by_geometry:
             r["sanity_floor"] = by_geometry[method]
         r["objects"] = objects.get(method, {})
@@ -486,14 +711,19 @@ def summary(areas: dict, seconds: dict, sanity: dict, by_geometry: dict, objects
     return results
 
 
+def plus_minus(value: float, se: float, digits: int = 3) -> str:
+    """'value ± se', or 'value' alone where the standard error cannot be estimated (a single game)."""
+    return f"{value:.{digits}f}" + ("" if np.isnan(se) else f" ± {se:.{digits}f}")
+
+
 def area_table(results: dict, explain: str) -> str:
-    """Areas (mean ± standard error over states) and seconds per state, one row per method; the header says
-    which action was explained."""
+    """Areas (mean over states ± standard error over games) and seconds per state, one row per method; the header
+    says which action was explained."""
     action = {"greedy": "the most probable action", "taken": "the action taken"}[explain]
     lines = [f"| method (explains {action}) | deletion KL ↑ | deletion prob ↓ | insertion prob ↑ | insertion KL ↓ "
              "| s/state |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for method, r in results.items():
-        cells = [f"{r[c + '_auc']:.3f} ± {r[c + '_auc_se']:.3f}" for c in CURVES] + [f"{r['seconds_per_state']:.3f}"]
+        cells = [plus_minus(r[c + "_auc"], r[c + "_auc_se"]) for c in CURVES] + [f"{r['seconds_per_state']:.3f}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -507,32 +737,59 @@ def margin_table(results: dict) -> str:
     lines = [head, "|---" + "|---:" * len(CURVES) + "|"]
     for method, r in results.items():
         if method not in FLOORS:
-            lines.append(f"| {method} | " + " | ".join(f"{r['margin'][c]['value']:+.3f} ± {r['margin'][c]['se']:.3f}"
-                                                        for c in CURVES) + " |")  # fmt: skip
+            cells = [("+" if r["margin"][c]["value"] >= 0 else "") + plus_minus(r["margin"][c]["value"],
+                                                                                r["margin"][c]["se"]) for c in CURVES]  # fmt: skip
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def sanity_table(results: dict, layers: list) -> str:
-    """Rank correlation with the trained map after each cascade step, beside the method's floor (geometry alone)."""
-    lines = ["| method | floor (geometry alone) | input |" + "".join(f" {layer} |" for layer in layers),
-             "|---|---|---:|" + "---:|" * len(layers)]  # fmt: skip
+    """Rank correlation with the trained map after each cascade step, beside the method's floor (geometry alone)
+    and its correlation with the input floors."""
+    lines = ["| method | floor (geometry alone) | input floors |" + "".join(f" {layer} |" for layer in layers),
+             "|---|---|---|" + "---:|" * len(layers)]  # fmt: skip
     for method, r in results.items():
-        floor = r.get("sanity_floor")
-        cell = f"{floor['value']:.2f} ({floor['floor']}) | {floor['input']:.2f}" if floor else "n/a (a floor) | "
-        lines.append(f"| {method} | {cell} |" + "".join(f" {r['sanity'][layer]:.2f} |" for layer in layers))
+        floor = r.get("sanity_floor", {})
+        cells = [f"{floor['value']:.2f} ({floor['floor']})" if "floor" in floor else "n/a (a floor)",
+                 f"{floor['input']:.2f} ({floor['input_floor']})" if "input" in floor else ""]  # fmt: skip
+        lines.append(f"| {method} | " + " | ".join(cells) + " |" + "".join(f" {r['sanity'][x]:.2f} |" for x in layers))
     return "\n".join(lines)
 
 
-def object_table(rows: dict) -> str:
-    """Object grounding, one row per map (and attention head): mass share ± se vs screen share, peak on it."""
-    names = sorted({name for r in rows.values() for name in r})
-    if not names:
-        return ""
-    head = "| map |" + "".join(f" {n}: mass share | {n}: screen share | peak on {n} |" for n in names)
-    lines = [head, "|---|" + "---:|" * (3 * len(names))]
+def grid_sanity_table(grid: dict, seeds: int, states: int) -> str:
+    """The 7x7 maps' rank correlation with the trained ones on their grid, mean ± standard error over games."""
+    layers = list(next(iter(grid.values())))
+    lines = [f"| 7x7 map ({states} states x {seeds} seeds) |" + "".join(f" {layer} |" for layer in layers),
+             "|---|" + "---:|" * len(layers)]  # fmt: skip
+    for method, by_layer in grid.items():
+        lines.append(f"| {method} |" + "".join(f" {plus_minus(v['value'], v['se'], 2)} |" for v in by_layer.values()))
+    return "\n".join(lines)
+
+
+def object_table(rows: dict, name: str) -> str:
+    """Localisation on one object, one row per map (and attention head), and the chance row (the mask's share of
+    the screen)."""
+    lines = [f"| map | {name}: relevance mass accuracy | {name}: relevance rank accuracy | {name}: pointing game |",
+             "|---|---:|---:|---:|"]  # fmt: skip
     for label, r in rows.items():
-        cells = [f"{r[n]['mass']:.3f} ± {r[n]['mass_se']:.3f} | {r[n]['area']:.3f} | {r[n]['peak']:.0%}"
-                 for n in names]  # fmt: skip
+        o = r[name]
+        cells = [plus_minus(o[k], o[f"{k}_se"]) for k in ("mass", "rank")] + [plus_minus(100 * o["pointing"],
+                                                                                         100 * o["pointing_se"], 0) + "%"]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    area = np.nanmean([r[name]["area"] for r in rows.values()])
+    lines.append(f"| *chance: the mask's share of the screen* | {area:.3f} | {area:.3f} | {100 * area:.0f}% |")
+    return "\n".join(lines)
+
+
+def grid_object_table(rows: dict, name: str) -> str:
+    """Localisation of the 7x7 maps on their grid, one object: the peak unit's field contains it, the peak is
+    its nearest unit, each beside its chance rate."""
+    lines = [f"| 7x7 map | {name} in the peak unit's field | chance | peak at the {name}'s nearest unit | chance |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for label, r in rows.items():
+        o = r[name]
+        cells = [plus_minus(100 * o["contains"], 100 * o["contains_se"], 0) + "%", f"{100 * o['contains_chance']:.0f}%",
+                 plus_minus(100 * o["nearest"], 100 * o["nearest_se"], 0) + "%", f"{100 * o['nearest_chance']:.0f}%"]  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -540,14 +797,15 @@ def object_table(rows: dict) -> str:
 def save_csv(path: str, results: dict, layers: list) -> None:
     columns = [f"{name}_auc{se}" for name in CURVES for se in ("", "_se")] + ["seconds_per_state"]
     names = sorted({n for r in results.values() for n in r["objects"]})
+    metrics = ("mass", "mass_se", "rank", "rank_se", "pointing", "pointing_se", "area")
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["method", *columns, *(f"margin_{c}" for c in CURVES), *(f"margin_{c}_se" for c in CURVES),
-                         "sanity_floor", "sanity_input", *(f"sanity_{layer}" for layer in layers),
-                         *(f"{n}_{k}" for n in names for k in ("mass", "mass_se", "area", "peak"))])  # fmt: skip
+                         *(f"margin_{c}_floor" for c in CURVES), "sanity_floor", "sanity_input",
+                         *(f"sanity_{layer}" for layer in layers), *(f"{n}_{k}" for n in names for k in metrics)])  # fmt: skip
         for method, r in results.items():
-            margin = [r["margin"].get(c, {}).get(k, "") for k in ("value", "se") for c in CURVES]
-            objects = [r["objects"][n][k] for n in names for k in ("mass", "mass_se", "area", "peak")]
+            margin = [r["margin"].get(c, {}).get(k, "") for k in ("value", "se", "floor") for c in CURVES]
+            objects = [r["objects"][n][k] for n in names for k in metrics]
             floor = r.get("sanity_floor", {})
             sanity = [floor.get("value", ""), floor.get("input", ""), *(r["sanity"][layer] for layer in layers)]
             writer.writerow([method, *(r[c] for c in columns), *margin, *sanity, *objects])
@@ -562,79 +820,126 @@ def pyplot():
     return plt
 
 
-def save_figure(path: str, curves: dict, fractions, results: dict, layers: list, title: str, baseline: str) -> None:
-    """Deletion and insertion curves (mean over states, ± standard error shaded) per method, and the sanity
-    check's correlations with each method's floor."""
+def save_figure(path: str, curves: dict, fractions, results: dict, layers: list, grid: dict, title: str,
+                baseline: str, games) -> None:  # fmt: skip
+    """Deletion and insertion curves (mean over states, ± standard error over games shaded) per method; the sanity
+    check's correlations with each method's floor, and the 7x7 maps' on their grid."""
     plt = pyplot()
-    fig = plt.figure(figsize=(19, 10), layout="constrained")
-    grid = fig.add_gridspec(2, 3)
-    style = {m: dict(color=c, ls=DASHES.get(m, "-"), lw=2.2 if m in FLOORS else 1.6) for m, c in COLOURS.items()}
+    fig = plt.figure(figsize=(21, 11), layout="constrained")
+    spec = fig.add_gridspec(2, 3, width_ratios=[1, 1, 0.9])
+    style = {m: dict(color=c, ls=DASHES.get(m, "-"), lw=2.0 if m in FLOORS else 1.6) for m, c in COLOURS.items()}
     for i, (name, panel_title, ylabel, better) in enumerate(PANELS):
-        ax = fig.add_subplot(grid[i // 2, i % 2])
+        ax = fig.add_subplot(spec[i // 2, i % 2])
+        strongest = {f for r in results.values() for f in r["margin"].get(name, {}).get("floor", "").split("/")}
         for method, c in curves.items():
+            if method in FLOORS and method not in {"random", *strongest}:
+                continue  # the floors: random pixels and the strongest of this score, the others in the table
             r = results[method]
-            label = f"{method} ({r[name + '_auc']:.3f} ± {r[name + '_auc_se']:.3f})"
-            mean, se = c[name].mean(0), c[name].std(0, ddof=1) / np.sqrt(len(c[name])) if len(c[name]) > 1 else 0
-            ax.plot(100 * np.asarray(fractions), mean, label=label, **style[method])
-            ax.fill_between(100 * np.asarray(fractions), mean - se, mean + se, color=style[method]["color"], alpha=0.12)
+            label = f"{method} ({plus_minus(r[name + '_auc'], r[name + '_auc_se'])})"
+            stats = np.array([mean_and_se(column, games) for column in c[name].T])  # (K, 2)
+            x, (mean, se) = 100 * np.asarray(fractions), np.nan_to_num(stats.T)
+            ax.plot(x, mean, label=label, **style[method])
+            if method not in FLOORS:
+                ax.fill_between(x, mean - se, mean + se, color=style[method]["color"], alpha=0.07)
         done = "replaced" if name.startswith("deletion") else "restored"
         ax.set(xlabel=f"places {done}, most relevant first (% of the 84x84)", ylabel=ylabel, xlim=(0, 100))
         ax.set_title(panel_title.format(done="blurred" if baseline == "blur" else "blacked out"))
-        ax.legend(title=f"area ± s.e. over states: {better} is better", fontsize=7.5, title_fontsize=8, ncol=2)
+        ax.legend(title=f"area ± s.e. over games: {better} is better\nfloors (thick): random and the strongest",
+                  fontsize=7, title_fontsize=8, ncol=2)  # fmt: skip
         ax.grid(alpha=0.3)
-    ax = fig.add_subplot(grid[:, 2])
+    ax = fig.add_subplot(spec[0, 2])
     ticks = ["trained"] + [f"+ {layer}" if i else layer for i, layer in enumerate(layers)]
     for method, r in results.items() if layers else ():
         if method in FLOORS:
             continue
         ax.plot(ticks, [1.0] + [r["sanity"][layer] for layer in layers], marker="o", label=method, **style[method])
-        if "sanity_floor" in r:  # the floor of this method: what its geometry alone gives
+        if "sanity_floor" in r and "value" in r["sanity_floor"]:  # the floor of this method: its geometry alone
             ax.plot(ticks, [r["sanity_floor"]["value"]] * len(ticks), color=style[method]["color"], ls=":", lw=1.2)
     ax.axhline(0, color="black", lw=0.8)
     ax.tick_params("x", rotation=30)
-    ax.set(ylim=(-0.25, 1.05), xlabel="layers re-initialised, from the output down (cumulative)")
-    ax.set(ylabel="Spearman rank correlation with the trained model's map (1: unchanged)")
-    ax.set_title("Sanity check: a faithful map changes as the network is\nre-initialised from the top, "
-                 "down to its floor (dotted)")  # fmt: skip
-    note = ("Dotted: each method's floor, the correlation of its\ntrained map with maps that know nothing of the\n"
-            "model (random, painted uniform or Dirichlet attention).\nAttention is computed below fc and the heads: it\n"
-            "stays at 1 until the attention layers are re-initialised.")  # fmt: skip
-    ax.text(0.03, 0.03, note, transform=ax.transAxes, fontsize=8)
-    ax.legend(fontsize=8, loc="upper right")
+    lowest = min([r["sanity"][layer] for r in results.values() for layer in layers] or [0])
+    ax.set(ylim=(min(-0.25, lowest - 0.05), 1.05), ylabel="Spearman rank correlation with the trained model's map")
+    ax.set_title("Sanity check of the drawn 84x84 maps: a faithful map changes\nas the network is re-initialised "
+                 "from the top, down to its floor (dotted)")  # fmt: skip
+    if layers:
+        ax.legend(fontsize=7, loc="lower left", ncol=2)
+    else:
+        ax.text(0.5, 0.5, "not run (--sanity-states 0)", ha="center", transform=ax.transAxes)
+    ax.grid(alpha=0.3)
+    ax = fig.add_subplot(spec[1, 2])
+    for method, by_layer in grid.items():
+        values = np.array([[v["value"], v["se"]] for v in by_layer.values()])
+        ax.errorbar(ticks, [1.0, *values[:, 0]], yerr=[0.0, *np.nan_to_num(values[:, 1])], marker="s", capsize=3,
+                    label=f"{method} (7x7 grid)", color=COLOURS[method])  # fmt: skip
+        for seed_means in zip(*(v["seeds"] for v in by_layer.values())):
+            ax.plot(ticks, [1.0, *seed_means], color=COLOURS[method], lw=0.6, alpha=0.5)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.tick_params("x", rotation=30)
+    lowest = min(
+        [min(v["value"] - np.nan_to_num(v["se"]), *v["seeds"]) for steps in grid.values() for v in steps.values()]
+        or [0]
+    )
+    ax.set(ylim=(min(-0.25, lowest - 0.05), 1.05), xlabel="layers re-initialised, from the output down (cumulative)")
+    ax.set(ylabel="Spearman rank correlation of the 49 values")
+    ax.set_title("Sanity check on the 7x7 grid, no painting: a random map has 0\n(mean ± s.e. over games; thin: "
+                 "each re-initialisation seed)")  # fmt: skip
+    if grid:
+        ax.legend(fontsize=8, loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "not run (no 7x7 map, or --sanity-states 0)", ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
 
 
-def save_object_figure(path: str, rows: dict, title: str) -> None:
-    """Per object: each map's (and head's) share of its mass on it ± s.e. as bars, and how often the map's peak
-    is on it; the diamond is the object's share of the screen, where a map blind to it would be."""
+def save_object_figure(path: str, rows: dict, grid_rows: dict, title: str) -> None:
+    """Per object: each map's localisation metrics (relevance mass accuracy, rank accuracy, pointing game) as bars
+    ± s.e., with the chance level (the object's share of the screen) as a line; below, the 7x7 maps on their
+    grid (peak unit's field contains the object, peak at its nearest unit) with their chance rates (diamonds)."""
     plt = pyplot()
     names = sorted({name for r in rows.values() for name in r})
     labels = list(rows)[::-1]  # top to bottom in the order of the table
-    fig, axes = plt.subplots(1, 2 * len(names), figsize=(8 * len(names), 0.33 * len(labels) + 2.2),
-                             layout="constrained", gridspec_kw=dict(width_ratios=[1.6, 1] * len(names)))  # fmt: skip
+    fig = plt.figure(figsize=(6 * len(names) * 1.5, 0.3 * len(labels) + 0.45 * len(grid_rows) + 4.5),
+                     layout="constrained")  # fmt: skip
+    top, bottom = fig.subfigures(2, 1, height_ratios=[0.3 * len(labels) + 1.5, 0.45 * len(grid_rows) + 2])
+    axes = top.subplots(1, 3 * len(names), sharey=True)
     y = np.arange(len(labels))
     colours = [COLOURS.get(label.split(" ")[0], "tab:red") for label in labels]
-    chance = dict(marker="D", color="black", markerfacecolor="white", ls="none", ms=6, mew=1.5)
+    metrics = (("mass", "relevance mass accuracy"), ("rank", "relevance rank accuracy"), ("pointing", "pointing game"))
     for i, name in enumerate(names):
-        mass, peak = axes[2 * i], axes[2 * i + 1]
         values = [rows[label][name] for label in labels]
-        area = [v["area"] for v in values]
-        mass.barh(y, [v["mass"] for v in values], xerr=[v["mass_se"] for v in values], color=colours, alpha=0.8)
-        mass.plot(area, y, **chance, label="its share of the screen")
-        mass.set(yticks=y, yticklabels=labels, xlabel="share of the map's mass (± s.e.)")
-        mass.set_title(f"{name}: the map's mass on it ({values[0]['states']} states)")
-        mass.legend(fontsize=8, loc="lower right")
-        peak.barh(y, [100 * v["peak"] for v in values], color=colours, alpha=0.8)
-        peak.plot(100 * np.asarray(area), y, **chance)
-        peak.set(yticks=y, yticklabels=[], xlabel="% of the states", xlim=(0, 100))
-        peak.set_title(f"{name}: the map's peak on it")
-        for ax in (mass, peak):
+        area = np.nanmean([v["area"] for v in values])
+        for j, (key, what) in enumerate(metrics):
+            ax = axes[3 * i + j]
+            ax.barh(y, [v[key] for v in values], xerr=np.nan_to_num([v[f"{key}_se"] for v in values]), color=colours,
+                    alpha=0.8)  # fmt: skip
+            ax.axvline(area, color="black", ls="--", lw=1.2, label="chance: its share of the screen")
+            ax.set(yticks=y, yticklabels=labels, xlim=(0, 1))
+            ax.set_title(f"{name}: {what}", fontsize=10)
             ax.grid(axis="x", alpha=0.3)
+        axes[3 * i].legend(fontsize=7, loc="lower right")
+    top.suptitle("Every map, 84x84: mean over states ± s.e. over games")
+    if grid_rows:
+        axes = bottom.subplots(1, 2 * len(names), sharey=True)
+        grid_labels = list(grid_rows)[::-1]
+        y = np.arange(len(grid_labels))
+        chance = dict(marker="D", color="black", markerfacecolor="white", ls="none", ms=7, mew=1.5)
+        for i, name in enumerate(names):
+            values = [grid_rows[label][name] for label in grid_labels]
+            for j, (key, what) in enumerate((("contains", f"the {name} in the peak unit's field"),
+                                             ("nearest", f"peak at the {name}'s nearest unit"))):  # fmt: skip
+                ax = axes[2 * i + j]
+                ax.barh(y, [100 * v[key] for v in values], xerr=np.nan_to_num([100 * v[f"{key}_se"] for v in values]),
+                        color=[COLOURS.get(label.split(" ")[0], "tab:red") for label in grid_labels], alpha=0.8)  # fmt: skip
+                ax.plot([100 * v[f"{key}_chance"] for v in values], y, **chance, label="chance: a random unit")
+                ax.set(yticks=y, yticklabels=grid_labels, xlim=(0, 100), xlabel="% of the states")
+                ax.set_title(what, fontsize=10)
+                ax.grid(axis="x", alpha=0.3)
+            axes[2 * i].legend(fontsize=7, loc="lower right")
+        bottom.suptitle("The 7x7 maps on their own grid: where is the peak unit?")
     fig.suptitle(title)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
 
 
@@ -650,15 +955,15 @@ def main(argv=None) -> str:
         torch.set_num_threads(args.threads)
     agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     methods = list(dict.fromkeys(args.method))
-    if "attention" in methods and agent.attn_heads == 0:
-        methods.remove("attention")
-        print("note: this agent has no attention module; the attention map is skipped.")
+    if agent.attn_heads == 0 and {"attention", "attention_bilinear"} & set(methods):
+        methods = [m for m in methods if m not in ("attention", "attention_bilinear")]
+        print("note: this agent has no attention module; the attention maps are skipped.")
     if not methods:
         raise UsageError("no method is left to score; add --method gradient (or another one).")
     progress = Progress()
     with output_folder(args.out, meta["run_name"], "faithfulness", args.force) as out:
         start = time.perf_counter()
-        obs, taken, objects = sample_states(agent, meta["env_id"], args, progress, meta["env_options"])
+        obs, taken, objects, games = sample_states(agent, meta["env_id"], args, progress, meta["env_options"])
         if meta["outputs"] == "q_values":  # a DQN: the curves follow its epsilon-greedy policy
             print(f"note: {Q_VALUES}")
         x = obs.float() / 255  # (S, 4, 84, 84)
@@ -667,10 +972,10 @@ def main(argv=None) -> str:
         actions = explained_actions(clean["logits"], taken, args.explain)  # (S,)
         progress(f"maps of {len(obs)} states: {', '.join(methods)}")
         floors = torch.Generator(device=device).manual_seed(args.seed)
-        maps, seconds, incomplete = explanation_maps(agent, obs, actions, methods, args, floors)  # {m: (S, 84, 84)}
+        maps, seconds, incomplete, grids = explanation_maps(agent, obs, actions, methods, args, floors)
         progress(f"maps: {time.perf_counter() - start:.0f} s", done=True)
 
-        maps_in_order = {m: maps[m] for m in methods}
+        maps_in_order = {m: maps[m] for m in methods}  # {method: (S, 84, 84)}
         curves, fractions = deletion_insertion(agent, obs, maps_in_order, actions, args.baseline, args.steps, args.chunk, args.seed, progress)  # fmt: skip
         areas = {m: {name: area_under_curve(c[name], fractions) for name in CURVES} for m, c in curves.items()}
         progress(f"deletion and insertion: {time.perf_counter() - start:.0f} s", done=True)
@@ -678,58 +983,95 @@ def main(argv=None) -> str:
         some = np.unique(np.linspace(0, len(obs) - 1, min(args.sanity_states, len(obs))).round().astype(int))
         redraws = torch.Generator(device).manual_seed(args.seed + 1)  # floors: fresh draws at every step
         sanity, by_geometry, layers = {}, {}, [label for label, _ in cascade_steps(agent)] if len(some) else []
+        grid_checked, seeds = {}, [args.seed + i for i in range(args.sanity_seeds)]
         if layers:
             sanity_maps = lambda model: explanation_maps(model, obs[some], actions[some], methods, args, redraws)[0]  # noqa: E731
-            geometry = {f: floor_maps(f, len(some), max(agent.attn_heads, 1), redraws) for f in FLOORS}
-            frames = collapse_frames(x[some])  # (N, 84, 84): the input, max over the 4 frames
-            sanity, by_geometry = sanity_check(agent, sanity_maps, args.seed, progress, geometry, frames)
+            heads = max(agent.attn_heads, 1)
+            geometry = {f: floor_maps(f, len(some), heads, redraws) for f in GEOMETRY_FLOORS}
+            inputs = {f: floor_maps(f, len(some), heads, redraws, x[some]) for f in INPUT_FLOORS}
+            sanity, by_geometry = sanity_check(agent, sanity_maps, args.seed, progress, geometry, inputs, games[some])
             progress(f"sanity check on {len(some)} states: {time.perf_counter() - start:.0f} s", done=True)
+            if {*GRID_METHODS, *BILINEAR} & set(methods):
+                grid_checked = grid_sanity(agent, x, actions, games, seeds, args.chunk, progress)
+                progress(f"sanity check on the 7x7 grid: {time.perf_counter() - start:.0f} s", done=True)
 
-        masks = object_masks(objects, args.margin)
-        grounded = {m: grounding(maps[m], masks) for m in methods} if masks else {}
-        heads = {f"attention (head {h})": grounding(paint_attention(clean["attention"])[:, h], masks)
+        masks, boxes = object_masks(objects, args.margin), latest_boxes(objects)
+        grounded = {m: grounding(maps[m], masks, games) for m in methods} if masks else {}
+        heads = {f"attention (head {h})": grounding(paint_attention(clean["attention"])[:, h], masks, games)
                  for h in range(agent.attn_heads)} if masks and "attention" in methods else {}  # fmt: skip
-        results = summary(areas, seconds, sanity, by_geometry, grounded)
+        grid_rows = {}
+        if masks and grids:
+            if "attention" in grids and ({"attention", "attention_bilinear"} & set(methods)):
+                for h in range(agent.attn_heads):
+                    grid_rows[f"attention (head {h})"] = grid_grounding(grids["attention"][:, h], boxes, games)
+                if agent.attn_heads > 1:
+                    grid_rows["attention (heads summed)"] = grid_grounding(grids["attention"].sum(1), boxes, games)
+            if {"gradcam", "gradcam_bilinear"} & set(methods):
+                grid_rows["gradcam"] = grid_grounding(grids["gradcam"][:, 0], boxes, games)
+        results = summary(areas, seconds, sanity, by_geometry, grounded, games)
         report = dict(checkpoint=args.checkpoint, env_id=meta["env_id"], states=len(obs),
-                      games=min(args.games, args.states), explained=args.explain, baseline=args.baseline,
+                      games=len(np.unique(games)), explained=args.explain, baseline=args.baseline,
                       ig_steps=args.ig_steps, margin_px=args.margin, sanity_states=len(some) if layers else 0,
+                      sanity_seeds=len(seeds) if grid_checked else 0,
                       ig_completeness_error={m: float(np.median(e)) for m, e in incomplete.items()})  # fmt: skip
         report["policy"] = played_policy(agent)
         with open(os.path.join(out, "faithfulness.json"), "w") as f:
-            json.dump({**report, "methods": results, "attention_heads": heads}, f, indent=2)
+            json.dump({**report, "methods": results, "attention_heads": heads, "grid_sanity": grid_checked,
+                       "grid_objects": grid_rows}, f, indent=2)  # fmt: skip
         save_csv(os.path.join(out, "faithfulness.csv"), results, layers)
-        title = (f"{meta['env_id']}, {len(obs)} states, {args.baseline} baseline: which explanation of "
-                 f"{EXPLAINED[args.explain]} can you trust?")  # fmt: skip
+        title = (f"{meta['env_id']}, {len(obs)} states from {report['games']} games, {args.baseline} baseline: "
+                 f"which explanation of {EXPLAINED[args.explain]} can you trust?")  # fmt: skip
         title += " (a DQN: its epsilon-greedy policy)" if meta["outputs"] == "q_values" else ""
-        save_figure(os.path.join(out, "faithfulness.png"), curves, fractions, results, layers, title, args.baseline)
+        save_figure(os.path.join(out, "faithfulness.png"), curves, fractions, results, layers, grid_checked, title,
+                    args.baseline, games)  # fmt: skip
         rows = {**grounded, **heads}
         if rows:
-            object_title = (f"{meta['env_id']}, {len(obs)} states: does each map look at the game's objects? "
+            object_title = (f"{meta['env_id']}, {len(obs)} states: does each map find the game's objects? "
                             f"(boxes + {args.margin} px)")  # fmt: skip
-            save_object_figure(os.path.join(out, "objects.png"), rows, object_title)
-        print(f"\n{title}\nExplained: {EXPLAINED[args.explain]}. Areas under the curves (x: fraction of the places, 0 "
-              f"to 1), mean ± standard error over the {len(obs)} states; arrows: which way is better.\n")  # fmt: skip
-        print(area_table(results, args.explain))
-        print("\nMargin over the strongest floor of each score (floors: maps that know nothing of the model), paired "
-              "over states; positive: better than every floor.\n")  # fmt: skip
-        print(margin_table(results))
-        if layers:
-            print(f"\nSanity check on {len(some)} states: rank correlation with the trained model's map once "
-                  "re-initialised down to each layer (lower: the map depends on those weights), beside the floor, "
-                  "the correlation the trained map has with maps that know nothing of the model, and its "
-                  "correlation with the input frames (max over the 4).\n")  # fmt: skip
-            print(sanity_table(results, layers))
-        if rows:
-            print(f"\nThe game's objects (from the emulator's RAM; boxes in the 4 stacked frames + {args.margin} px): "
-                  "share of each map's mass on an object against its share of the screen, and how often the "
-                  "map's peak is on it.\n")  # fmt: skip
-            print(object_table(rows))
-        for m, e in incomplete.items():
-            print(f"\n{m}: the attributions sum to f(x) - f(x') within {np.median(e):.1%} (median over states; "
-                  f"90th percentile {np.quantile(e, 0.9):.1%}) with {args.ig_steps} steps.", end="")  # fmt: skip
+            save_object_figure(os.path.join(out, "objects.png"), rows, grid_rows, object_title)
+        print_report(title, results, args, report, layers, grid_checked, rows, grid_rows, incomplete)
         files = "faithfulness.json, faithfulness.csv, faithfulness.png" + (" and objects.png" if rows else "")
         print(f"\n\nwrote {files} to {out}")
     return out
+
+
+def print_report(title, results, args, report, layers, grid_checked, rows, grid_rows, incomplete) -> None:
+    """The tables, in Markdown, with a sentence before each saying what it holds."""
+    games = report["games"]
+    print(f"\n{title}\nExplained: {EXPLAINED[args.explain]}. Areas under the curves (x: fraction of the places, 0 "
+          f"to 1), mean over the {report['states']} states ± standard error over the {games} games; arrows: which "
+          "way is better.\n")  # fmt: skip
+    print(area_table(results, args.explain))
+    chosen = "on the other half of the games" if games > 1 else "in-sample (one game)"
+    print(f"\nMargin over the strongest floor of each score (floors: maps that know nothing of the model; the "
+          f"strongest chosen {chosen}), paired over states; positive: better than that floor.\n")  # fmt: skip
+    print(margin_table(results))
+    if layers:
+        print(f"\nSanity check on {report['sanity_states']} states: rank correlation with the trained model's map "
+              "once re-initialised down to each layer (lower: the map depends on those weights), beside the floor, "
+              "the correlation the trained map has with the geometry floors, and its correlation with the input "
+              "floors (maps of the input alone).\n")  # fmt: skip
+        print(sanity_table(results, layers))
+    if grid_checked:
+        print(f"\nSanity check of the 7x7 maps on their grid (49 values, no painting; a random map: 0), on "
+              f"{report['states']} states with {report['sanity_seeds']} re-initialisations: mean ± standard error "
+              "over games.\n")  # fmt: skip
+        print(grid_sanity_table(grid_checked, report["sanity_seeds"], report["states"]))
+    names = sorted({name for r in rows.values() for name in r})
+    if names:
+        print(f"\nThe game's objects (from the emulator's RAM; boxes in the 4 stacked frames + {args.margin} px): "
+              "relevance mass accuracy (share of the map's mass on the object), relevance rank accuracy (share of "
+              "the object's mask among the map's top places, as many as the mask has) and the pointing game (the "
+              "map's maximum on the object), mean ± standard error over games, against chance.\n")  # fmt: skip
+        print("\n\n".join(object_table(rows, name) for name in names))
+    if grid_rows:
+        print("\nThe 7x7 maps on their grid (the object's box in the newest frame that shows it): how often the "
+              "peak unit's 36x36 field contains it, and how often the peak is the object's nearest unit (field "
+              "centre nearest its centre), against a unit drawn at random.\n")  # fmt: skip
+        print("\n\n".join(grid_object_table(grid_rows, name) for name in names))
+    for m, e in incomplete.items():
+        print(f"\n{m}: the attributions sum to f(x) - f(x') within {np.median(e):.1%} (median over states; "
+              f"90th percentile {np.quantile(e, 0.9):.1%}) with {args.ig_steps} steps.", end="")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -85,8 +85,9 @@ class Args:
     """noisy copies per observation for SmoothGrad and VarGrad"""
     noise: float = 0.15
     """standard deviation of that noise, as a fraction of the input range [0, 1]"""
-    ig_steps: int = 64
-    """points on the path from the baseline of Integrated Gradients (midpoint rule)"""
+    ig_steps: int = 256
+    """points on the path from the baseline of Integrated Gradients (midpoint rule); 64 left the sums 4-13% (median)
+    short of f(x) - f(black) on the demo agents' states, 256 within 0.3-2%"""
     stride: int = 5
     """grid spacing in pixels of the perturbation method"""
     chunk: int = 128
@@ -144,6 +145,24 @@ def paint_attention(attention: torch.Tensor) -> torch.Tensor:
     size, stride = Agent.RECEPTIVE_FIELDS["attention"]
     kernel = attention.new_ones(1, 1, size, size)
     return F.conv_transpose2d(attention.reshape(B * H, 1, 7, 7), kernel, stride=stride).view(B, H, 84, 84)
+
+
+def bilinear_grid(grid: torch.Tensor) -> torch.Tensor:
+    """A 7x7 map drawn bilinearly between the centres of its units' receptive fields: (B, H, 7, 7) -> (B, H, 84, 84).
+
+    Unit (y, x) sees pixels [8y, 8y + 36) (stride 8, field 36): its field's centre is at pixel 8y + 17.5. Pixel
+    i lies at grid coordinate (i - 17.5) / 8, clamped to [0, 6] (the map is constant beyond the outermost
+    centres); the painted drawing (`paint_attention`) gives a pixel the sum of the units that see it instead.
+    """
+    size, stride = Agent.RECEPTIVE_FIELDS["attention"]
+    n, G = 84, grid.shape[-1]
+    pos = ((torch.arange(n, dtype=grid.dtype, device=grid.device) - (size - 1) / 2) / stride).clamp(0, G - 1)
+    lo = pos.floor().long().clamp(max=G - 2)
+    w = pos - lo  # (84,) weight of the upper neighbour
+    interp = torch.zeros(n, G, dtype=grid.dtype, device=grid.device)  # (84, 7) row weights
+    interp[torch.arange(n), lo] = 1 - w
+    interp[torch.arange(n), lo + 1] = w
+    return interp @ grid @ interp.T
 
 
 def collapse_frames(m: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Benchmark of faithfulness.py: seconds of the default run (128 states from 8 games, every method and floor,
-SmoothGrad/VarGrad 50 samples, Integrated Gradients 64 steps, perturbation stride 5, sanity check on 8 states,
+"""Benchmark of faithfulness.py: seconds of the default run (128 states from 8 games, every method, both drawings
+of the 7x7 maps and every floor, SmoothGrad/VarGrad 50 samples, Integrated Gradients 256 steps, perturbation
+stride 5, sanity check of every map on 8 states and of the 7x7 maps on their grid on all 128 with 3 seeds,
 object grounding), in total and per phase.
 
 `faithfulness.main` runs as the command line runs it; its phases are timed by wrapping the functions that
@@ -50,6 +51,7 @@ PHASES = {  # function of faithfulness.py: phase
     "explanation_maps": "maps of every method",
     "policy_curves": "deletion and insertion",
     "sanity_check": "sanity check (cascading randomisation)",
+    "grid_sanity": "sanity check of the 7x7 maps on their grid (3 seeds)",
     "save_figure": "figure",
     "save_object_figure": "figure of the objects",
 }

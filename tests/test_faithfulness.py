@@ -17,24 +17,35 @@ from cli import exit_on_bad_input
 from faithfulness import (
     ALL_METHODS,
     FLOORS,
+    GEOMETRY_FLOORS,
+    INPUT_FLOORS,
     Args,
     area_under_curve,
     cascade,
     explained_actions,
     explanation_maps,
     floor_maps,
+    folds_of,
+    grid_grounding,
+    grid_maps,
+    grid_sanity,
     grounding,
+    latest_boxes,
     main,
     margins,
+    mass_accuracy,
     mean_and_se,
     object_masks,
+    pointing_game,
     policy_curves,
+    rank_accuracy,
     relevance_ranks,
     sanity_check,
+    seeds_and_games,
     spearman,
 )
 from ppo_attention import Agent
-from saliency import gaussian_blur, paint_attention, saliency_maps
+from saliency import bilinear_grid, gaussian_blur, paint_attention, saliency_maps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ["actor+critic", "fc", "attention", "conv3", "conv2", "conv1"]
@@ -57,7 +68,7 @@ TINY = [
 AREAS = {
     f"{c}_auc{se}" for c in ("deletion_kl", "deletion_prob", "insertion_prob", "insertion_kl") for se in ("", "_se")
 }
-KEYS = AREAS | {"seconds_per_state", "sanity", "margin", "objects"}
+KEYS = AREAS | {"seconds_per_state", "sanity", "sanity_se", "margin", "objects"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -184,8 +195,8 @@ def test_a_map_that_ignores_the_weights_fails_the_sanity_check_and_the_gradient_
         return {"the input image": obs.float().amax(1), "gradient": gradient.amax(1)}
 
     result, _ = sanity_check(agent, maps, seed=1)
-    assert result["the input image"] == pytest.approx(dict.fromkeys(LAYERS, 1.0))  # fails: it never changes
-    assert max(result["gradient"].values()) < 0.9  # a map of the model moves with the weights it explains
+    assert {k: v[0] for k, v in result["the input image"].items()} == pytest.approx(dict.fromkeys(LAYERS, 1.0))
+    assert max(v[0] for v in result["gradient"].values()) < 0.9  # a map of the model moves with the weights
 
 
 def test_attention_keeps_correlation_one_above_the_attention_layers_and_random_is_redrawn(agent):
@@ -195,21 +206,26 @@ def test_attention_keeps_correlation_one_above_the_attention_layers_and_random_i
     result, _ = sanity_check(
         agent, lambda m: explanation_maps(m, obs, actions, ["attention", "random"], args, redraws)[0], 1
     )
-    assert result["attention"]["actor+critic"] == result["attention"]["fc"] == 1.0  # by construction
-    assert all(abs(r) < 0.1 for r in result["random"].values())
+    assert result["attention"]["actor+critic"][0] == result["attention"]["fc"][0] == 1.0  # by construction
+    assert all(abs(r) < 0.1 for r, _ in result["random"].values())
 
 
 def test_sanity_floor_is_the_strongest_correlation_with_the_floors_and_the_input_is_its_own_column(agent):
     """A map that *is* the painted uniform attention has floor 1 (painted_uniform); the input image has input 1."""
     obs = random_obs(3)
-    image = obs.float().amax(1)
+    x = obs.float() / 255
+    image = x.amax(1)
     uniform = floor_maps("painted_uniform", 3, 2, torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
-    floors = {f: floor_maps(f, 3, 2, g) for f in FLOORS}
-    _, by_geometry = sanity_check(agent, lambda m: {"uniform": uniform, "image": image}, 1, floors=floors, frames=image)
-    assert by_geometry["uniform"] == {"value": pytest.approx(1.0), "floor": "painted_uniform", "input": pytest.approx(
-        float(spearman(uniform, image).mean()))}  # fmt: skip
-    assert by_geometry["image"]["input"] == pytest.approx(1.0) and abs(by_geometry["image"]["value"]) < 0.2
+    floors = {f: floor_maps(f, 3, 2, g) for f in GEOMETRY_FLOORS}
+    inputs = {f: floor_maps(f, 3, 2, g, x) for f in INPUT_FLOORS}
+    maps = lambda m: {"uniform": uniform, "image": image}  # noqa: E731
+    _, by_geometry = sanity_check(agent, maps, 1, floors=floors, inputs=inputs)
+    best_input = max((float(spearman(uniform, v).mean()), k) for k, v in inputs.items())
+    assert by_geometry["uniform"] == {"value": pytest.approx(1.0), "floor": "painted_uniform",
+                                      "input": pytest.approx(best_input[0]), "input_floor": best_input[1]}  # fmt: skip
+    assert by_geometry["image"]["input"] == pytest.approx(1.0) and by_geometry["image"]["input_floor"] == "intensity"
+    assert abs(by_geometry["image"]["value"]) < 0.2
 
 
 # ----------------------------------------------------------------------------- floors, margins, standard errors
@@ -239,17 +255,64 @@ def test_mean_and_standard_error_match_scipy():
 
 def test_margins_are_over_the_strongest_floor_of_each_score_signed_and_paired():
     a = lambda *v: np.array(v, dtype=float)  # noqa: E731
-    areas = {  # per-state areas of two states
+    areas = {  # per-state areas of two states of one game: the floor is chosen in-sample
         "map": dict(deletion_kl=a(2.0, 3.0), deletion_prob=a(0.2, 0.4), insertion_prob=a(0.8, 0.6), insertion_kl=a(0.1, 0.3)),
         "random": dict(deletion_kl=a(1.0, 1.0), deletion_prob=a(0.5, 0.5), insertion_prob=a(0.5, 0.5), insertion_kl=a(0.9, 0.9)),
         "painted_uniform": dict(deletion_kl=a(1.5, 2.5), deletion_prob=a(0.6, 0.6), insertion_prob=a(0.4, 0.4), insertion_kl=a(0.5, 0.5)),
     }  # fmt: skip
-    m = margins(areas)["map"]
-    assert m["deletion_kl"] == pytest.approx((0.5, 0.0, "painted_uniform"))  # higher is better; paired: 0.5 both
-    assert m["deletion_prob"] == pytest.approx((0.2, 0.1, "random"))  # lower is better: 0.5 - (0.2, 0.4)
-    assert m["insertion_prob"] == pytest.approx((0.2, 0.1, "random"))
-    assert m["insertion_kl"] == pytest.approx((0.3, 0.1, "painted_uniform"))
-    assert margins({"map": areas["map"]}) == {}  # no floor, no margin
+    m = margins(areas, games=[0, 0])["map"]
+    assert m["deletion_kl"][::2] == pytest.approx((0.5, "painted_uniform"))  # higher is better; paired: 0.5 both
+    assert m["deletion_prob"][::2] == pytest.approx((0.2, "random"))  # lower is better: 0.5 - (0.2, 0.4)
+    assert m["insertion_prob"][::2] == pytest.approx((0.2, "random"))
+    assert m["insertion_kl"][::2] == pytest.approx((0.3, "painted_uniform"))
+    assert np.isnan(m["deletion_kl"][1])  # one game: no standard error over games
+    assert margins({"map": areas["map"]}, [0, 0]) == {}  # no floor, no margin
+
+
+def test_the_strongest_floor_is_chosen_on_the_other_half_of_the_games():
+    """Games 0 and 2 choose the floor for games 1 and 3 and vice versa; the margin is paired, its error over games."""
+    games = np.array([0, 0, 1, 2, 3, 3])
+    assert folds_of(games).tolist() == [0, 0, 1, 0, 1, 1] and folds_of([5, 5]).tolist() == [0, 0]
+    zero = np.zeros(6)
+    edge = np.array([3.0, 3.0, 0.0, 3.0, 0.0, 0.0])  # strong on the even games only
+    intensity = np.array([0.0, 0.0, 2.0, 0.0, 2.0, 2.0])  # strong on the odd games only
+    kl = np.array([4.0, 5.0, 1.0, 3.0, 2.0, 4.0])
+    areas = {m: dict(deletion_kl=v, deletion_prob=zero, insertion_prob=zero, insertion_kl=zero)
+             for m, v in (("map", kl), ("edge", edge), ("intensity", intensity))}  # fmt: skip
+    value, se, floor = margins(areas, games)["map"]["deletion_kl"]
+    # even games are scored against the floor chosen on the odd ones (intensity) and vice versa (edge)
+    expected = kl - np.where(folds_of(games) == 0, intensity, edge)  # [4, 5, -2, 3, 2, 4]
+    assert floor == "intensity/edge" and value == pytest.approx(expected.mean())
+    assert se == pytest.approx(mean_and_se(expected, games)[1])
+    in_sample = kl - np.maximum(edge.mean(), intensity.mean())  # what picking on all states would have said
+    assert value != pytest.approx(in_sample.mean())
+
+
+def test_standard_errors_over_games_match_a_plain_loop_and_hand_numbers():
+    values, games = np.array([1.0, 3.0, 2.0, 6.0, 4.0, 8.0]), np.array([0, 0, 1, 1, 2, 2])
+    means = [2.0, 4.0, 6.0]  # equal games: the sd of the game means / sqrt(3) = 2 / sqrt(3)
+    assert mean_and_se(values, games) == pytest.approx((4.0, np.std(means, ddof=1) / np.sqrt(3)))
+    assert mean_and_se(values, games)[1] == pytest.approx(2 / np.sqrt(3))
+    unequal, groups = np.array([1.0, 2.0, 3.0, 10.0, 0.0]), np.array([7, 7, 7, 9, 4])
+    mean, total = unequal.mean(), 0.0  # the cluster-robust variance written out as a loop
+    for g in set(groups.tolist()):
+        total += sum(v - mean for v, h in zip(unequal, groups) if h == g) ** 2
+    G = 3
+    assert mean_and_se(unequal, groups) == pytest.approx((3.2, np.sqrt(G / (G - 1) * total) / 5))
+    assert mean_and_se(unequal, groups)[1] == pytest.approx(
+        np.sqrt(1.5 * (3.6**2 + 6.8**2 + 3.2**2)) / 5
+    )  # -3.6, 6.8, -3.2
+    assert np.isnan(mean_and_se([1.0, 2.0], [3, 3])[1])  # one game says nothing of the next
+    assert mean_and_se(values, np.arange(6)) == pytest.approx(mean_and_se(values))  # one state a game: iid
+
+
+def test_seeds_and_games_adds_the_spread_of_the_seeds_in_quadrature():
+    values = np.array([[0.1, 0.3, 0.2, 0.6], [0.5, 0.7, 0.4, 0.8]])  # 2 seeds x 4 states of games 0, 0, 1, 1
+    r = seeds_and_games(values, np.array([0, 0, 1, 1]))
+    by_seed, by_state = [0.3, 0.6], values.mean(0)  # [0.3, 0.5, 0.3, 0.7]
+    se_seeds, se_games = np.std(by_seed, ddof=1) / np.sqrt(2), np.std([0.4, 0.5], ddof=1) / np.sqrt(2)
+    assert r["value"] == pytest.approx(0.45) and r["seeds"] == pytest.approx(by_seed)
+    assert r["se"] == pytest.approx(np.sqrt(se_seeds**2 + se_games**2)) and by_state.mean() == pytest.approx(0.45)
 
 
 def test_explained_action_is_the_most_probable_one_by_default():
@@ -270,7 +333,7 @@ def test_integrated_gradients_completeness_error_is_reported_right():
     obs = random_obs(3)
     actions = model(obs)[0].argmax(-1)
     args = Args(checkpoint="", ig_steps=3)
-    _, _, incomplete = explanation_maps(model, obs, actions, ["ig_black", "ig_blur"], args, torch.Generator())
+    _, _, incomplete, _ = explanation_maps(model, obs, actions, ["ig_black", "ig_blur"], args, torch.Generator())
     assert float(incomplete["ig_black"].max()) < 1e-3 and incomplete["ig_blur"].shape == (3,)
 
 
@@ -287,7 +350,7 @@ def test_object_masks_join_the_stacked_frames_boxes_grown_by_the_margin():
     assert object_masks([[{}] * 4], 4) == {}  # a game without objects
 
 
-def test_grounding_counts_mass_screen_share_and_peaks_by_hand():
+def test_grounding_counts_mass_pointing_rank_and_screen_share_by_hand():
     masks = {"ball": np.zeros((3, 84, 84), bool)}
     masks["ball"][:2, :42, :42] = True  # a quarter of the screen in states 0 and 1; absent in state 2
     m = torch.zeros(3, 84, 84)
@@ -295,11 +358,156 @@ def test_grounding_counts_mass_screen_share_and_peaks_by_hand():
     m[1, 0, 0], m[1, 80, 80] = 1.0, 1.0  # a tie at the top: the maximum is reached on it too
     m[2] = 1.0  # the ball is not there: left out
     r = grounding(m, masks)["ball"]
-    assert (r["mass"], r["area"], r["peak"], r["states"]) == pytest.approx((0.625, 0.25, 1.0, 2))
+    assert (r["mass"], r["area"], r["pointing"], r["states"]) == pytest.approx((0.625, 0.25, 1.0, 2))
     assert r["mass_se"] == pytest.approx(np.std([0.75, 0.5], ddof=1) / np.sqrt(2))
+    # rank: K = 1764 places; state 0 has 1 place of the mask among its top 1764 places for sure (the one with 3),
+    # and the 7054 zeros tied for the other 1762 slots, 1763 of them in the mask: 1 + 1762 * 1763 / 7054.
+    # State 1: the two 1s (one inside) and 1762 slots among 7054 zeros.
+    zeros_in_mask, slots = 1763, 1762
+    expected = [(1 + slots * zeros_in_mask / 7054) / 1764, (1 + slots * zeros_in_mask / 7054) / 1764]
+    assert r["rank"] == pytest.approx(np.mean(expected))
     m[1, 80, 80] = 2.0  # now its peak is off the ball
-    assert grounding(m, masks)["ball"]["peak"] == pytest.approx(0.5)
+    assert grounding(m, masks)["ball"]["pointing"] == pytest.approx(0.5)
     assert grounding(torch.zeros(3, 84, 84), masks)["ball"]["states"] == 0  # all-zero maps have no mass to share
+    assert grounding(m, masks, games=[0, 1, 1])["ball"]["mass_se"] == pytest.approx(
+        mean_and_se([0.75, 1 / 3], [0, 1])[1]
+    )
+
+
+def quantus_pointing_game(a, s):
+    """Quantus 0.6's PointingGame.evaluate_instance (unweighted), written out: is a maximum of a on the mask s?"""
+    a, s = a.flatten(), s.flatten().astype(bool)
+    return bool(np.any(s[np.argwhere(a == np.max(a))]))
+
+
+def quantus_rank_accuracy(a, s):
+    """Quantus 0.6's RelevanceRankAccuracy.evaluate_instance, written out: the mask's share of the top-K places."""
+    a, s = a.flatten(), np.where(s.flatten().astype(bool))[0]
+    return len(np.intersect1d(s, np.argsort(a)[-len(s) :])) / len(s)
+
+
+def quantus_mass_accuracy(a, s):
+    """Quantus 0.6's RelevanceMassAccuracy, written out: the share of a's sum inside the mask."""
+    return (a * s).sum() / a.sum()
+
+
+def test_localisation_metrics_agree_with_quantus_on_maps_without_ties():
+    rng = np.random.default_rng(0)
+    m = rng.random((6, 84, 84)) ** 3  # continuous: no ties
+    masks = np.zeros((6, 84, 84), bool)
+    for s, (y, x, h, w) in enumerate(
+        [(0, 0, 5, 5), (40, 40, 10, 3), (70, 10, 4, 16), (20, 60, 2, 2), (0, 0, 84, 1), (3, 3, 30, 30)]
+    ):
+        masks[s, y : y + h, x : x + w] = True
+    m[3, 21, 61] = 5.0  # a peak on the mask of state 3
+    assert pointing_game(m, masks).tolist() == [quantus_pointing_game(a, s) for a, s in zip(m, masks)]
+    assert pointing_game(m, masks)[3] == 1.0
+    assert rank_accuracy(m, masks) == pytest.approx([quantus_rank_accuracy(a, s) for a, s in zip(m, masks)])
+    assert mass_accuracy(m, masks) == pytest.approx([quantus_mass_accuracy(a, s) for a, s in zip(m, masks)])
+
+
+def test_rank_accuracy_takes_tied_places_in_a_random_order_in_expectation():
+    m = np.zeros((1, 84, 84))
+    m[0, 0, :4] = 1.0  # 4 places tied at the top
+    m[0, 1, 0] = 2.0  # above them
+    mask = np.zeros((1, 84, 84), bool)
+    mask[0, 0, 0] = mask[0, 1, 0] = mask[0, 5, 5] = True  # K = 3: the 2.0 (in), one of the four 1.0s (in), a 0
+    # the top 3: the 2.0 and 2 of the 4 tied 1.0s, one of which is in the mask: 1 + 2 * 1/4 hits of 3
+    assert rank_accuracy(m, mask)[0] == pytest.approx((1 + 2 / 4) / 3)
+    hits = []  # the same by breaking the ties at random, many times, as Quantus would with a shuffled order
+    rng = np.random.default_rng(1)
+    for _ in range(4000):
+        order = rng.permutation(84 * 84)
+        shuffled = m.flatten()[order]
+        top = order[np.argsort(shuffled, kind="stable")[-3:]]
+        hits.append(np.isin(top, np.flatnonzero(mask)).sum() / 3)
+    assert np.mean(hits) == pytest.approx(rank_accuracy(m, mask)[0], abs=0.01)
+    plateau = m.copy()
+    plateau[0, 0, 1] *= 1 + 1e-8  # float noise in a painted plateau is still a tie
+    assert rank_accuracy(plateau, mask)[0] == pytest.approx(rank_accuracy(m, mask)[0])
+    assert pointing_game(np.where(m == 2.0, 1.0, m), mask)[0] == 1.0  # the plateau touches the mask: a hit
+
+
+def test_latest_boxes_take_the_newest_frame_that_shows_the_object():
+    ball1, ball2 = (100, 30, 104, 32), (110, 40, 114, 42)  # 210x160 -> (40, 15, 42, 17), (44, 21, 46, 23)
+    objects = [[{}, {"ball": ball1}, {"ball": ball2}, {"ball": None}], [{"ball": None}] * 4]
+    boxes = latest_boxes(objects)["ball"]
+    assert boxes[0].tolist() == [44, 21, 46, 23] and np.isnan(boxes[1]).all()
+
+
+def test_grid_grounding_by_hand():
+    """A ball at rows 44-45, columns 20-21 (centre 44.5, 20.5): unit rows 2-5 hold rows 44-45 (8y <= 44, 46 <= 8y + 36),
+    unit columns 0-2 hold columns 20-21; the nearest field centres (8u + 17.5) are row 3 (41.5) and column 0 (17.5)
+    or 1 (25.5): 20.5 is 3 from 17.5 and 5 from 25.5, so column 0."""
+    boxes = {"ball": np.array([[44, 20, 46, 22]] * 3 + [[np.nan] * 4], dtype=float)}
+    grid = torch.zeros(4, 7, 7)
+    grid[0, 3, 0] = 1.0  # the nearest unit: contains and nearest
+    grid[1, 5, 2] = 1.0  # contains, not nearest
+    grid[2, 6, 6] = 1.0  # neither
+    grid[3, 3, 0] = 1.0  # no ball: left out
+    r = grid_grounding(grid, boxes)["ball"]
+    assert (r["contains"], r["nearest"], r["states"]) == pytest.approx((2 / 3, 1 / 3, 3))
+    assert (r["contains_chance"], r["nearest_chance"]) == pytest.approx((4 * 3 / 49, 1 / 49))
+    grid[2] = 1.0  # a flat map: every unit is a peak, a random one of them: chance exactly
+    r = grid_grounding(grid, boxes)["ball"]
+    assert r["contains"] == pytest.approx((1 + 1 + 12 / 49) / 3) and r["nearest"] == pytest.approx((1 + 0 + 1 / 49) / 3)
+
+
+def test_bilinear_drawing_interpolates_between_field_centres_like_scipy():
+    interpolate = pytest.importorskip("scipy.interpolate")
+    grid = torch.rand(2, 3, 7, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    drawn = bilinear_grid(grid)
+    centres = 8 * np.arange(7) + 17.5  # unit u's field [8u, 8u + 36) has its centre at pixel 8u + 17.5
+    pixels = np.clip(np.arange(84), centres[0], centres[-1])  # constant beyond the outermost centres
+    rows, cols = np.meshgrid(pixels, pixels, indexing="ij")
+    for b in range(2):
+        for h in range(3):
+            reference = interpolate.RegularGridInterpolator((centres, centres), grid[b, h].numpy())
+            np.testing.assert_allclose(drawn[b, h].numpy(), reference(np.stack([rows, cols], -1)), atol=1e-12)
+    assert drawn.shape == (2, 3, 84, 84) and bool((drawn[0, 0, :18, :18] == grid[0, 0, 0, 0]).all())
+
+
+def test_input_floors_are_the_edges_the_frames_and_what_moved():
+    x = torch.zeros(1, 4, 84, 84)
+    x[0, 2, 10, 10] = x[0, 3, 10, 12] = 1.0  # a dot that moved two pixels between the last two frames
+    x[0, :, 30:70, 30:70] = 0.5  # a still square
+    g = torch.Generator()
+    difference = floor_maps("frame_difference", 1, 1, g, x)[0]
+    assert (
+        set(map(tuple, torch.nonzero(difference).tolist())) == {(10, 10), (10, 12)} and float(difference.max()) == 1.0
+    )
+    torch.testing.assert_close(floor_maps("intensity", 1, 1, g, x)[0], x[0].amax(0))
+    edge = floor_maps("edge", 1, 1, g, x)[0]
+    torch.testing.assert_close(edge, (x - gaussian_blur(x)).abs().amax(1)[0])
+    assert (
+        float(edge[50, 50]) < 1e-6 and float(edge[30, 50]) > 0.1
+    )  # flat inside the square (blur radius 9 px), an edge at its border
+
+
+def test_seven_by_seven_maps_are_drawn_from_the_same_grids_as_saliency_py(agent):
+    obs, actions = random_obs(3), torch.tensor([0, 1, 2])
+    args = Args(checkpoint="", samples=2, stride=21)
+    methods = ["attention", "gradcam", "attention_bilinear", "gradcam_bilinear"]
+    maps, _, _, grids = explanation_maps(agent, obs, actions, methods, args, torch.Generator())
+    ours = saliency_maps(agent, obs, ("attention", "gradcam"), "action", action=actions)
+    for method in ("attention", "gradcam"):
+        torch.testing.assert_close(maps[method], ours[method].amax(1))
+        torch.testing.assert_close(maps[f"{method}_bilinear"], bilinear_grid(grids[method]).sum(1))
+    assert grids["attention"].shape == (3, 2, 7, 7) and grids["gradcam"].shape == (3, 1, 7, 7)
+
+
+def test_grid_sanity_check_is_spearman_on_the_49_values_per_seed(agent):
+    stats = pytest.importorskip("scipy.stats")
+    obs, actions, games = random_obs(4), torch.tensor([0, 1, 2, 3]), np.array([0, 0, 1, 1])
+    x = obs.float() / 255
+    result = grid_sanity(agent, x, actions, games, seeds=[5, 6], chunk=8)
+    assert set(result) == {"attention", "gradcam"} and list(result["attention"]) == LAYERS
+    assert result["attention"]["fc"] == {"value": 1.0, "se": 0.0, "seeds": [1.0, 1.0]}  # computed below fc
+    trained = grid_maps(agent, x, actions, 8)["attention"].sum(1)
+    conv3 = dict(cascade(agent, 6))["conv3"]
+    again = grid_maps(conv3, x, actions, 8)["attention"].sum(1)
+    expected = np.mean([stats.spearmanr(trained[s].flatten(), again[s].flatten()).statistic for s in range(4)])
+    assert result["attention"]["conv3"]["seeds"][1] == pytest.approx(expected, abs=1e-9)
 
 
 def test_spearman_of_absolute_values_matches_scipy_with_ties():
@@ -321,37 +529,52 @@ def test_end_to_end_writes_exactly_the_documented_json_a_csv_and_two_figures(tin
     with open(os.path.join(out, "faithfulness.json")) as f:
         data = json.load(f)
     assert set(data) == {"checkpoint", "env_id", "states", "games", "explained", "baseline", "ig_steps", "margin_px",
-                         "sanity_states", "ig_completeness_error", "policy", "methods", "attention_heads"}  # fmt: skip
-    assert (data["checkpoint"], data["env_id"], data["states"], data["baseline"], data["explained"]) == (
+                         "sanity_states", "sanity_seeds", "ig_completeness_error", "policy", "methods",
+                         "attention_heads", "grid_sanity", "grid_objects"}  # fmt: skip
+    assert (data["checkpoint"], data["env_id"], data["states"], data["games"], data["baseline"], data["explained"]) == (
         tiny_checkpoint,
         "BreakoutNoFrameskip-v4",
         4,
+        2,
         "blur",
         "greedy",
     )
     assert list(data["methods"]) == list(ALL_METHODS) and set(data["ig_completeness_error"]) == {"ig_black", "ig_blur"}
     for method, r in data["methods"].items():
         assert set(r) == KEYS | ({"sanity_floor"} if method not in FLOORS else set()), method
-        assert list(r["sanity"]) == LAYERS and set(r["objects"]) == {"ball", "paddle"}
+        assert list(r["sanity"]) == LAYERS and list(r["sanity_se"]) == LAYERS
+        assert set(r["objects"]) == {"ball", "paddle"}
         assert all(isinstance(v, float) and np.isfinite(v) for v in [*(r[k] for k in AREAS), *r["sanity"].values()])
         assert set(r["margin"]) == {"deletion_kl", "deletion_prob", "insertion_prob", "insertion_kl"}
-        assert all(m["floor"] in FLOORS and np.isfinite(m["value"]) for m in r["margin"].values())
+        assert all(set(m["floor"].split("/")) <= set(FLOORS) and np.isfinite(m["value"]) for m in r["margin"].values())
         paddle = r["objects"]["paddle"]  # always on the screen
-        assert (
-            paddle["states"] == 4 and 0 <= paddle["mass"] <= 1 and 0 < paddle["area"] < 0.2 and 0 <= paddle["peak"] <= 1
-        )
+        assert set(paddle) == {"mass", "mass_se", "rank", "rank_se", "pointing", "pointing_se", "area", "states"}
+        assert paddle["states"] == 4 and 0 < paddle["area"] < 0.2
+        assert all(0 <= paddle[k] <= 1 for k in ("mass", "rank", "pointing"))
     assert list(data["attention_heads"]) == ["attention (head 0)", "attention (head 1)"]
-    assert data["methods"]["random"]["margin"]["deletion_kl"]["value"] <= 0  # no floor beats the strongest one
+    assert list(data["grid_objects"]) == [
+        "attention (head 0)",
+        "attention (head 1)",
+        "attention (heads summed)",
+        "gradcam",
+    ]
+    paddle = data["grid_objects"]["gradcam"]["paddle"]
+    assert set(paddle) == {f"{k}{s}" for k in ("contains", "nearest") for s in ("", "_se", "_chance")} | {"states"}
+    assert set(data["grid_sanity"]) == {"attention", "gradcam"} and data["sanity_seeds"] == 3
+    assert len(data["grid_sanity"]["gradcam"]["conv1"]["seeds"]) == 3
     with open(os.path.join(out, "faithfulness.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [row["method"] for row in rows] == list(ALL_METHODS) and "sanity_conv1" in rows[0]
-    assert {"margin_deletion_kl", "ball_mass", "paddle_peak", "sanity_floor", "sanity_input"} <= set(rows[0])
+    assert {"margin_deletion_kl", "ball_mass", "ball_rank", "paddle_pointing", "sanity_floor", "sanity_input"} <= set(
+        rows[0]
+    )
     for name in ("faithfulness.png", "objects.png"):
         assert os.path.getsize(os.path.join(out, name)) > 10000
     printed = capsys.readouterr().out
     assert "| random |" in printed and "| method (explains the most probable action) |" in printed
-    assert "peak on ball" in printed
-    assert "floor (geometry alone)" in printed and "(over painted_" in printed
+    assert "ball: pointing game" in printed and "| *chance: the mask's share of the screen* |" in printed
+    assert "floor (geometry alone)" in printed and "(over " in printed and "peak unit's field" in printed
+    assert "7x7 map (4 states x 3 seeds)" in printed
 
 
 def test_agent_without_attention_skips_attention_with_a_note(tiny_baseline_checkpoint, tmp_path, capsys):
@@ -361,7 +584,7 @@ def test_agent_without_attention_skips_attention_with_a_note(tiny_baseline_check
         data = json.load(f)
     assert list(data["methods"]) == ["gradcam", "gradient", "random"] and data["baseline"] == "black"
     assert list(data["methods"]["gradient"]["sanity"]) == [x for x in LAYERS if x != "attention"]
-    assert data["explained"] == "taken" and data["attention_heads"] == {}
+    assert data["explained"] == "taken" and data["attention_heads"] == {} and list(data["grid_objects"]) == ["gradcam"]
     printed = capsys.readouterr().out
     assert "no attention module" in printed and "| method (explains the action taken) |" in printed
 
@@ -403,6 +626,7 @@ def bad_files(tmp_path_factory, tiny_checkpoint):
         (["--games", "0"], "--games must be at least 1"),
         (["--steps", "10"], "--steps must be at least 20"),
         (["--sanity-states", "-1"], "--sanity-states must be"),
+        (["--sanity-seeds", "0"], "--sanity-seeds must be at least 1"),
         (["--margin", "-1"], "--margin must be 0 or more"),
         (["--threads", "0"], "--threads must be at least 1"),
         (["--ig-steps", "0"], "--ig-steps must be at least 1"),

@@ -1,9 +1,10 @@
-"""The README's commands: every `python <script> ...` line in its code blocks names a script that exists and
-whose flags parse, as written (placeholders such as `<run_name>` are just strings to the parser), and every
-Python example without a placeholder runs as written."""
+"""The README's commands (and those of checkpoints/README.md and the pages under docs/): every `python <script> ...`
+line in their code blocks names a script that exists and whose flags parse, as written (placeholders such as
+`<run_name>` are just strings to the parser), and every Python example without a placeholder runs as written."""
 
 import contextlib
 import dataclasses
+import glob
 import importlib.util
 import io
 import os
@@ -14,7 +15,11 @@ import pytest
 import tyro
 from conftest import ROOT
 
-DOCS = ["README.md", "checkpoints/README.md"]
+DOCS = [
+    "README.md",
+    "checkpoints/README.md",
+    *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))),
+]
 
 
 def code_blocks(path: str) -> list:
