@@ -1256,6 +1256,12 @@ def draw_steering(path: str, state: dict, policies: dict, intact: np.ndarray, at
     save(fig, path)
 
 
+def bar_top(mean: float, se: float) -> float:
+    """The top of a bar and its error bar, for the axis limits: the error is nan with one game, and an axis that
+    ends at 0 (every KL 0) cannot be drawn."""
+    return max(mean + (0.0 if np.isnan(se) else se), 1e-3)
+
+
 def union_box(boxes: list) -> Optional[tuple]:
     """The smallest box (y0, x0, y1, x1) holding all the given boxes (None ones left out); None when there are none."""
     boxes = [b for b in boxes if b is not None]
@@ -1316,8 +1322,8 @@ def draw_removal(path: str, results: dict, paths: dict, examples: dict, heads: i
         for x, (label, short, colour) in enumerate(edits):
             r = results[label]
             ax.bar(x, r["kl_mean"], yerr=r["kl_se"], color=colour, capsize=3)
-            ax.text(x, r["kl_mean"] + r["kl_se"], f"{r['kl_mean']:.2f}", ha="center", va="bottom", fontsize=8)
-        ax.set_ylim(0, 1.15 * max(results[e[0]]["kl_mean"] + results[e[0]]["kl_se"] for e in edits))
+            ax.text(x, bar_top(r["kl_mean"], r["kl_se"]), f"{r['kl_mean']:.2f}", ha="center", va="bottom", fontsize=8)
+        ax.set_ylim(0, 1.15 * max(bar_top(results[e[0]]["kl_mean"], results[e[0]]["kl_se"]) for e in edits))
         ax.set_xticks(range(len(edits)), [e[1] for e in edits], fontsize=8)
         ax.set_title(f"KL(as it was || edited), nats\nmean ± SE over {results[f'{name} removed']['games']} games",
                      fontsize=9)  # fmt: skip
@@ -1331,9 +1337,7 @@ def draw_removal(path: str, results: dict, paths: dict, examples: dict, heads: i
                 values = [paths[label][route]["kl"] for label in labels]
                 ax.bar(x, [v for v, _ in values], yerr=[e for _, e in values], width=0.27, color=colour, capsize=3,
                        label=short)  # fmt: skip
-            top = max(
-                paths[label][route]["kl"][0] + paths[label][route]["kl"][1] for label in labels for route, *_ in routes
-            )
+            top = max(bar_top(*paths[label][route]["kl"]) for label in labels for route, *_ in routes)
             ax.set_ylim(0, 1.55 * top)  # room for the legend above the bars
             shares = [f"{100 * paths[label]['share_through_attention']['value']:.0f}%" for label in labels]
             ticks = [f"{label.split()[-1]}\n{s} via attention" for label, s in zip(labels, shares)]

@@ -588,3 +588,12 @@ def test_a_replay_that_is_not_the_game_played_is_a_bug(sampled):
     wrong = {1: [3 - a if a in (2, 3) else a for a in actions[1]]}  # RIGHT and LEFT swapped
     with pytest.raises(RuntimeError, match="replay of game 1 differs"):
         replay_and_move(BREAKOUT, None, wrong, chosen, "ball", [np.ones((84, 84), bool)], np.random.default_rng(0))
+
+
+def test_one_game_gives_no_error_bars_but_the_figures_and_tables_still_come(tiny_checkpoint, tmp_path):
+    """With one game there is no standard error over games (nan): the tables say so and the figure draws without
+    error bars (an SB3 agent explained by every script plays one game)."""
+    argv = ["--games", "1", "--max-steps", "40", "--states", "24", "--parts", "removal", "--no-cuda"]
+    report = cli(["--checkpoint", tiny_checkpoint, *argv, "--out", str(tmp_path / "o")])
+    assert np.isnan(report["removal"]["ball removed"]["kl_se"]) and report["removal"]["ball removed"]["games"] == 1
+    assert os.path.getsize(os.path.join(report["out"], "removal.png")) > 0
