@@ -1,9 +1,12 @@
 """Benchmark of interventions.py: seconds of the default run (20 games per ablation condition, steering on 128
-states, objects taken away from 512, dataset examples of 64 channels), in total and per part.
+states with its baselines, objects taken away, moved by the game and patched on 512, dataset examples of 64
+channels), in total and per part, and the work each part did.
 
-`interventions.main` runs as the command line runs it and times its own parts (`seconds` of its report);
-this adds the CPU seconds (all threads) and the load average: on a machine shared with other jobs the wall
-time grows. The speed depends on how long the agent's games last, so the default is a demo agent.
+`interventions.main` runs as the command line runs it and times its own parts (`seconds` of its report) and counts
+its work (`work`: agent steps played, steering rows, forward passes, emulator steps replayed and drawn again); this
+adds the CPU seconds (all threads) and the load average: on a machine shared with other jobs the wall time grows,
+while the work does not, so the work says what a quiet machine would need. The speed depends on how long the
+agent's games last, so the default is a demo agent.
 
     python benchmarks/bench_interventions.py
     python benchmarks/bench_interventions.py --checkpoint checkpoints/breakout_coef0.pt
@@ -49,6 +52,9 @@ def main(args: Args) -> None:
         if part != "total":
             print(f"| {part} | {seconds:.1f} |")
     print(f"| **total**, with loading | **{total:.1f}** (CPU {total_cpu:.1f}) |")
+    print("\n| work | count |\n|---|---:|")
+    for what, count in report["work"].items():
+        print(f"| {what.replace('_', ' ')} | {count:,} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Tests of interventions.py: the edited forward pass against the network computed by hand (the agent's own maps,
-uniform maps, removed heads, one-hot steering), the seeds of the ablation's games, the dataset examples' crops,
-the command line end to end, an agent without attention, a CleanRL DQN, bad input."""
+uniform maps, removed heads, one-hot steering and its baselines), activation patching's identities, the errors over
+games against plain loops, the controls and the ball moved by the game (checked against the RAM and the pixels),
+the seeds of the ablation's games, the dataset examples' crops, the command line end to end, an agent without
+attention, a CleanRL DQN, bad input."""
 
 import collections
 import json
@@ -12,30 +14,49 @@ import torch
 import torch.nn.functional as F
 
 from agents import load_checkpoint
-from atari_env import ENV_OPTIONS
+from atari_env import ENV_OPTIONS, make_env
 from cli import exit_on_bad_input
 from interventions import (
+    FAR,
     NEAREST_PLACE,
+    PLAYFIELD,
+    Args,
     EditedAgent,
     ablation_conditions,
     after_attention,
+    attention_paths,
     avoid_mask,
+    bootstrap_over_games,
     box_sums,
     control_boxes,
     crop,
+    empty_control_boxes,
+    empty_playfield,
+    head_ablation,
     kl_divergence,
     main,
+    mean_and_se_over_games,
     object_place,
+    object_steering,
     on_input,
+    own_peaks,
     paint_background,
+    paste_change,
+    patched_logits,
     place_centre,
+    place_distance,
+    playfield_in_observation,
+    random_places,
+    render_step,
+    replay_and_move,
+    shifted,
     stacked_boxes,
     stacked_objects,
     steer,
     top_examples,
     uniform_map,
 )
-from play import play
+from play import box_in_observation, observed_boxes, play
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BREAKOUT = "BreakoutNoFrameskip-v4"
@@ -159,8 +180,15 @@ def test_every_condition_plays_the_same_seeds_with_the_shared_play_loop(tiny_che
     assert set(saved["steering"]["configs"]) == {"all heads", "head 0 alone", "head 1 alone"}
     assert len(saved["steering"]["states"]) == 4 and set(saved["examples"]) == {"conv3", "heads"}
     assert 0 <= saved["heads"]["0-1"]["same_peak"] <= 1 and len(saved["heads"]["entropy"]) == 2
-    assert set(saved["removal"]) == {"ball removed", "control for ball", "paddle removed", "control for paddle"}
+    edits = {"removed", "control for", "painted control for"}
+    assert set(saved["removal"]) - {"ball moved"} == {f"ball {e}" if e == "removed" else f"{e} ball" for e in edits} | {
+        f"paddle {e}" if e == "removed" else f"{e} paddle" for e in edits
+    }
     assert saved["removal"]["paddle removed"]["states"] == len(saved["states"])  # the paddle is always there
+    assert set(saved["removal_paths"]) - {"ball moved"} == {"ball removed", "paddle removed"}
+    for r in saved["steering"]["configs"].values():
+        assert {"all_places", "own_peak", "random_place"} <= set(r) and r["games"] == 2
+    assert saved["work"]["agent_steps_played"] == sum(sum(r["steps"]) for r in ablation.values())
 
 
 def test_an_agent_without_attention_gets_the_examples_and_a_note(tiny_baseline_checkpoint, tmp_path, capsys):
@@ -171,7 +199,7 @@ def test_an_agent_without_attention_gets_the_examples_and_a_note(tiny_baseline_c
     assert set(report["examples"]) == {"conv3", "heads"} and not report["examples"]["heads"]
     assert not os.path.exists(os.path.join(report["out"], "ablation.png"))
     assert "head0_mass_shifted" not in report["removal"]["ball removed"]  # no attention to move: the KL only
-    assert report["removal"]["control for ball"]["kl_mean"] >= 0
+    assert report["removal"]["control for ball"]["kl_mean"] >= 0 and not report["removal_paths"]
 
 
 def test_a_cleanrl_dqn_plays_its_trainers_game_and_its_kl_is_that_of_its_epsilon_greedy_policy(
@@ -202,7 +230,7 @@ def test_a_cleanrl_dqn_plays_its_trainers_game_and_its_kl_is_that_of_its_epsilon
     flip = 0.99 * np.log((0.99 + 0.0025) / 0.0025)
     assert f"{flip:.2f} nats where it changes" in printed
     removal = report["removal"]
-    assert set(removal) == {"ball removed", "control for ball", "paddle removed", "control for paddle"}
+    assert {"ball removed", "control for ball", "paddle removed", "control for paddle"} <= set(removal)
     for r in removal.values():
         assert r["kl_mean"] == pytest.approx(flip * r["action_changed_mean"], rel=1e-4, abs=1e-6)
         assert "head0_mass_shifted" not in r
@@ -355,3 +383,220 @@ def test_an_objects_place_is_the_one_centred_nearest_it():
     assert object_place((40, 15, 42, 17)) == 3 * 7 + 0  # centre (41, 16): place centres are at 18 + 8k (42, 18)
     assert object_place((75, 60, 78, 76)) == 6 * 7 + 6  # the paddle, at the bottom right
     assert object_place((0, 0, 2, 2)) == 0
+
+
+# ----------------------------------------------------------------------------- errors over games, not states
+
+
+def test_the_error_over_games_is_that_of_the_games_means_by_hand():
+    # game 7 gives three states (1, 2, 3: mean 2), game 9 one (10): the mean of the two means is 6, and their
+    # standard error sqrt(((2 - 6)^2 + (10 - 6)^2) / 1) / sqrt(2) = 4. Over the 4 states it would be 2.04.
+    assert mean_and_se_over_games([1, 2, 3, 10], [7, 7, 7, 9]) == pytest.approx((6.0, 4.0, 2))
+    rng = np.random.default_rng(3)
+    values, games = rng.normal(size=40), rng.integers(0, 6, 40)
+    means = []  # a plain loop over the games
+    for g in sorted(set(games.tolist())):
+        means.append(sum(v for v, h in zip(values, games) if h == g) / sum(1 for h in games if h == g))
+    se = (sum((m - sum(means) / len(means)) ** 2 for m in means) / (len(means) - 1)) ** 0.5 / len(means) ** 0.5
+    assert mean_and_se_over_games(values, games) == pytest.approx((sum(means) / len(means), se, len(means)))
+    assert np.isnan(mean_and_se_over_games([1.0, 2.0], [4, 4])[1])  # one game: no error to give
+
+
+def test_the_cluster_bootstrap_resamples_whole_games_as_a_plain_loop_does():
+    rng = np.random.default_rng(4)
+    games = rng.integers(0, 5, 30)
+    columns = dict(part=rng.uniform(0, 1, 30), whole=rng.uniform(1, 2, 30))
+    statistic = lambda m: m["part"].mean() / m["whole"].mean()  # noqa: E731
+    low, high = bootstrap_over_games(statistic, columns, games, resamples=500, seed=9)
+    ids = sorted(set(games.tolist()))
+    part = [np.mean(columns["part"][games == g]) for g in ids]
+    whole = [np.mean(columns["whole"][games == g]) for g in ids]
+    draws = np.random.default_rng(9).integers(0, len(ids), (500, len(ids)))
+    values = [sum(part[i] for i in d) / sum(whole[i] for i in d) for d in draws]
+    assert (low, high) == pytest.approx(tuple(np.quantile(values, [0.025, 0.975])))
+    assert low < statistic(dict(part=np.array(part), whole=np.array(whole))) < high
+    same = bootstrap_over_games(statistic, dict(part=[1.0, 1.0, 3.0, 3.0], whole=[2.0, 2.0, 6.0, 6.0]), [0, 0, 1, 1])
+    assert same == pytest.approx((0.5, 0.5))  # every game gives the same ratio: no spread
+
+
+# ----------------------------------------------------------------------------- steering's baselines
+
+
+@torch.no_grad()
+def test_steering_onto_the_own_peak_equals_masking_by_hand_there(demo, states):
+    a = demo.activations(states)
+    A = a["attention"]
+    rows = torch.arange(len(states))
+    for heads in ([0, 1], [1]):
+        peak = own_peaks(A, heads)
+        onehot = torch.zeros(len(states), 7, 7)
+        onehot.view(len(states), 49)[rows, peak] = 1
+        weights = 2 * onehot if heads == [0, 1] else A[:, 0] + onehot  # head 0 as it was, head 1 at its own peak
+        expected = by_hand(demo, a["features"], weights).softmax(-1)
+        torch.testing.assert_close(steer(demo, states, heads)[rows, peak], expected, rtol=1e-4, atol=1e-5)
+        # the own peak is where the steered heads' summed map is highest, found another way
+        summed = A[:, heads].sum(1)
+        assert all(summed[i].flatten()[peak[i]] == summed[i].max() for i in range(len(states)))
+    assert not torch.equal(own_peaks(A, [0]), own_peaks(A, [1]))  # the penalised agent's heads look apart
+
+
+def test_random_places_are_seeded_and_uniform():
+    from scipy.stats import chisquare
+
+    assert np.array_equal(random_places(100, 1), random_places(100, 1))
+    assert not np.array_equal(random_places(100, 1), random_places(100, 2))
+    places = random_places(4900, 5)
+    assert places.min() >= 0 and places.max() <= 48
+    assert chisquare(np.bincount(places, minlength=49)).pvalue > 1e-3  # no place favoured
+
+
+def test_steering_onto_an_object_is_compared_state_by_state_with_its_baselines():
+    changed = torch.zeros(3, 49, dtype=torch.bool)
+    changed[0, 24] = changed[0, 0] = changed[0, 48] = True  # state 0: the object at 24 (centre); far places: 40 of 49
+    changed[1, 10] = changed[1, 11] = True  # state 1: the object at 10; own peak 11
+    changed[2] = True  # state 2: every place changes the action
+    at, own, rand, games = [(0, 24), (1, 10), (2, 3)], np.array([24, 11, 5]), np.array([0, 30, 7]), [1, 1, 2]
+    r = object_steering(changed, at, own, rand, games)
+    grid = np.arange(49)
+    assert (place_distance(grid, 24) >= FAR).sum() == 24  # the border ring of the 7x7 grid
+    far0 = 2 / 24  # places 0 and 48 of the 24 far from the centre
+    far1 = 0.0  # place 11 is next to place 10: not far
+    assert r["states"] == 3 and r["games"] == 2
+    assert r["on_object"][0] == pytest.approx((1 + 1) / 2 / 2 + 1 / 2)  # game 1: both states; game 2: one
+    assert r["far"][0] == pytest.approx(((far0 + far1) / 2 + 1) / 2)
+    assert r["own_peak"][0] == pytest.approx(((1 + 1) / 2 + 1) / 2)
+    assert r["random_place"][0] == pytest.approx(((1 + 0) / 2 + 1) / 2)
+    assert r["on_object_minus_random_place"][0] == pytest.approx(((0 + 1) / 2 + 0) / 2)
+    assert r["on_object_minus_far"][0] == pytest.approx(((1 - far0 + 1 - far1) / 2 + 0) / 2)
+
+
+# ----------------------------------------------------------------------------- through which path
+
+
+@torch.no_grad()
+def test_activation_patching_gives_each_policy_back_exactly_and_mixes_them_otherwise(demo, open_field_state):
+    state = open_field_state
+    obs = torch.as_tensor(np.stack([state["obs"], paint_background(state["obs"], stacked_boxes(state, "ball"))]))
+    intact, removed = demo.activations(obs[:1].expand(2, -1, -1, -1)), demo.activations(obs)
+    # batches of the same size: the same matrix products, bit for bit
+    assert torch.equal(patched_logits(demo, intact, intact), intact["logits"])
+    assert torch.equal(patched_logits(demo, removed, removed), removed["logits"])
+    kept, alone = patched_logits(demo, removed, intact)[1], patched_logits(demo, intact, removed)[1]
+    for mixed in (kept, alone):  # each mix is a third policy: neither the intact one nor the removal's
+        assert kl_divergence(intact["logits"][1], mixed) > 1e-4 and kl_divergence(removed["logits"][1], mixed) > 1e-4
+    expected = by_hand(demo, removed["features"][1:], intact["attention"][0].sum(0)[None])  # features masked by hand
+    torch.testing.assert_close(kept[None], expected, rtol=1e-4, atol=1e-5)
+
+
+@torch.no_grad()
+def test_the_shares_of_the_paths_are_the_kl_ratios_of_the_games_means(demo, states):
+    intact = demo.activations(states)
+    edited = demo.activations(states.flip(-1))  # the frames mirrored: an edit that moves everything
+    games = [1] * 6 + [2] * 6
+    r = attention_paths(demo, intact, edited, games, seed=0)
+    kl = {k: kl_divergence(intact["logits"], q).numpy() for k, q in (
+        ("full", edited["logits"]), ("kept", patched_logits(demo, edited, intact)),
+        ("alone", patched_logits(demo, intact, edited)))}  # fmt: skip
+    game_mean = {k: (v[:6].mean() + v[6:].mean()) / 2 for k, v in kl.items()}
+    assert r["full"]["kl"][0] == pytest.approx(game_mean["full"], rel=1e-5)
+    assert r["share_through_attention"]["value"] == pytest.approx(1 - game_mean["kept"] / game_mean["full"], rel=1e-5)
+    assert r["share_attention_alone"]["value"] == pytest.approx(game_mean["alone"] / game_mean["full"], rel=1e-5)
+    low, high = r["share_through_attention"]["interval"]
+    assert low <= r["share_through_attention"]["value"] <= high
+
+
+# ----------------------------------------------------------------------------- the location-matched control
+
+
+def test_the_location_matched_control_lies_on_empty_playfield_and_changes_exactly_as_much(open_field_state):
+    state, rng = open_field_state, np.random.default_rng(0)
+    boxes = stacked_boxes(state, "ball")
+    avoid = avoid_mask(state, ["ball", "paddle"])
+    playfield = playfield_in_observation(PLAYFIELD["breakout"])
+    assert playfield == (13, 5, 78, 79)  # rows 32-195 and columns 8-151 of the 210x160 frame, wholly
+    empty = empty_playfield(state["obs"], avoid, playfield)
+    removed = paint_background(state["obs"], boxes)
+    for _ in range(5):
+        targets = empty_control_boxes(state["obs"], boxes, empty, rng)
+        offsets = {(t[0] - b[0], t[1] - b[1]) for t, b in zip(targets, boxes)}
+        assert len(offsets) == 1 and next(iter(offsets))[0] == 0  # moved as one, at the ball's own height
+        for k, (y0, x0, y1, x1) in enumerate(targets):
+            grown = (slice(y0 - 1, y1 + 1), slice(x0 - 1, x1 + 1))
+            assert (
+                playfield[0] <= y0 - 1 and y1 + 1 <= playfield[2] and playfield[1] <= x0 - 1 and x1 + 1 <= playfield[3]
+            )
+            assert (state["obs"][:, grown[0], grown[1]] == 0).all()  # black in all 4 frames: no brick, wall, object
+            assert not avoid[:, grown[0], grown[1]].any()  # 2 pixels or more from every object of every frame
+        control = paste_change(state["obs"], removed, boxes, targets)
+        assert (control != state["obs"]).sum() == (removed != state["obs"]).sum() > 0  # as many pixels
+        change = lambda x: np.abs(x.astype(int) - state["obs"]).sum()  # noqa: E731
+        assert change(control) == change(removed)  # by exactly as much
+        inside = np.zeros_like(state["obs"], bool)
+        for k, (y0, x0, y1, x1) in enumerate(targets):
+            inside[k, y0:y1, x0:x1] = True
+        assert not (control != state["obs"])[~inside].any()  # and nowhere else
+
+
+# ----------------------------------------------------------------------------- the ball moved by the game
+
+
+@pytest.fixture(scope="module")
+def sampled(demo):
+    """The states of one intact game of the demo agent (300 steps), as interventions.py samples them; its actions."""
+    args = Args(checkpoint="-", games=1, max_steps=300, states=300, parts=("removal",))
+    _, _, states, actions = head_ablation(demo, BREAKOUT, args, lambda *a, **k: None)
+    return states, actions
+
+
+def test_the_ball_moved_by_the_game_is_where_the_ram_says_in_every_stacked_frame(sampled):
+    states, actions = sampled
+    chosen = [s for s in states if s["objects"][-1]["ball"] is not None][::6]  # every 6th state showing the ball
+    playfield = playfield_in_observation(PLAYFIELD["breakout"])
+    empties = [empty_playfield(s["obs"], avoid_mask(s, ["ball", "paddle"]), playfield) for s in chosen]
+    moved, work = replay_and_move(BREAKOUT, None, actions, chosen, "ball", empties, np.random.default_rng(0))
+    assert len(moved) >= len(chosen) / 3 and work["replayed"] > 0  # most states move; bounces are left out
+    env, saved = make_env(BREAKOUT), []  # the game replayed here, independently: the emulator before each step
+    env.reset(seed=1)
+    for action in actions[1]:
+        saved.append(env.unwrapped.ale.cloneState())
+        env.step(action)
+    for i, (obs, (dy, dx)) in moved.items():
+        state = chosen[i]
+        old, new = state["objects"][-1]["ball"], shifted(state["objects"][-1]["ball"], dy, dx)
+        assert place_distance(object_place(box_in_observation(old)), object_place(box_in_observation(new))) >= FAR
+        for k, (objects, step) in enumerate(zip(state["objects"], state["steps"])):
+            if objects is None or objects["ball"] is None:
+                assert np.array_equal(obs[k], state["obs"][k])  # a frame without the ball stays as it was
+                continue
+            frame, rams = render_step(env, saved[step - 1], actions[1][step - 1], {99: dx, 101: dy})
+            assert np.array_equal(frame, obs[k])
+            # where the RAM says: play.py's box of the ball after the step, from the RAM of both pooled frames
+            assert observed_boxes(BREAKOUT, rams)["ball"] == shifted(objects["ball"], dy, dx)
+            # and where the pixels say: the new box lit on black, the old one darker (its pixels may share the light
+            # of a brick or the paddle next to the ball), nothing else changed
+            y0, x0, y1, x1 = box_in_observation(shifted(objects["ball"], dy, dx))
+            a0, b0, a1, b1 = box_in_observation(objects["ball"])
+            assert (obs[k][y0:y1, x0:x1] > 0).any() and not state["obs"][k][y0:y1, x0:x1].any()
+            before, after = state["obs"][k][a0:a1, b0:b1].astype(int), obs[k][a0:a1, b0:b1].astype(int)
+            assert (after <= before).all() and (after < before).any()
+            elsewhere = np.ones((84, 84), bool)
+            elsewhere[a0:a1, b0:b1] = elsewhere[y0:y1, x0:x1] = False
+            assert np.array_equal(obs[k][elsewhere], state["obs"][k][elsewhere])
+    env.close()
+
+
+def test_a_replay_that_is_not_the_game_played_is_a_bug(sampled):
+    states, actions = sampled
+    chosen = [s for s in states if s["objects"][-1]["ball"] is not None and s["t"] > 50][:1]
+    wrong = {1: [3 - a if a in (2, 3) else a for a in actions[1]]}  # RIGHT and LEFT swapped
+    with pytest.raises(RuntimeError, match="replay of game 1 differs"):
+        replay_and_move(BREAKOUT, None, wrong, chosen, "ball", [np.ones((84, 84), bool)], np.random.default_rng(0))
+
+
+def test_one_game_gives_no_error_bars_but_the_figures_and_tables_still_come(tiny_checkpoint, tmp_path):
+    """With one game there is no standard error over games (nan): the tables say so and the figure draws without
+    error bars (an SB3 agent explained by every script plays one game)."""
+    argv = ["--games", "1", "--max-steps", "40", "--states", "24", "--parts", "removal", "--no-cuda"]
+    report = cli(["--checkpoint", tiny_checkpoint, *argv, "--out", str(tmp_path / "o")])
+    assert np.isnan(report["removal"]["ball removed"]["kl_se"]) and report["removal"]["ball removed"]["games"] == 1
+    assert os.path.getsize(os.path.join(report["out"], "removal.png")) > 0
