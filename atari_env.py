@@ -6,6 +6,8 @@ training fed it.
 - `make_env(env_id, **options)`: one game, (4, 84, 84) uint8 stacks. The defaults are this project's training env
   (ale-py's `AtariVectorEnv`, pixel for pixel, and FIRE after a lost life); `ENV_OPTIONS` holds what SB3's and
   CleanRL's Atari wrappers do differently, for the agents they trained.
+- `render_step(env, saved, action, shift)`: one agent step played again from a saved emulator state, with some RAM
+  bytes shifted first (interventions.py has the game draw its ball elsewhere this way).
 
 ppo_attention.py trains on ale-py's C++ vector env (its `make_env`); the explanation scripts play one game at a time
 with this module's `make_env`, and tests/test_agents_elsewhere.py checks the two against each other pixel for pixel.
@@ -270,3 +272,31 @@ def make_env(
     if seed is not None:
         env.action_space.seed(seed)
     return env
+
+
+# ----------------------------------------------------------------------------- one agent step played again
+
+
+def preprocessing_layer(env):
+    """The wrapper of a make_env game that turns one agent step (4 emulator frames, the last 2 max-pooled) into one
+    84x84 frame: the outermost AtariPreprocessing, or the TransformObservation above it (SB3's and CleanRL's gray).
+    Stepping it plays one agent step without the wrappers that keep a frame stack or count lives."""
+    layer = env
+    while not isinstance(layer, (AtariPreprocessing, TransformObservation)):
+        layer = layer.env
+    return layer
+
+
+def render_step(env, saved, action: int, shift: dict) -> tuple:
+    """(the 84x84 frame, the RAM of the 2 emulator frames max-pooled into it (2, 128)) of one agent step played again
+    from the emulator state `saved` (ale.cloneState) with `action`, after adding shift {RAM address: amount} to
+    the RAM. None when a shifted byte would leave 0..255."""
+    ale = env.unwrapped.ale
+    ale.restoreState(saved)
+    ram = ale.getRAM()
+    if any(not 0 <= int(ram[a]) + d <= 255 for a, d in shift.items()):
+        return None
+    for address, amount in shift.items():
+        ale.setRAM(address, int(ram[address]) + amount)
+    frame = preprocessing_layer(env).step(action)[0]
+    return np.asarray(frame), np.stack(env.get_wrapper_attr("rams"))

@@ -5,8 +5,10 @@
   the game's objects) per agent step. Every script explains the same trajectory for the same seed.
 - `object_boxes(env_id, ram)`: where the game's objects (Breakout: ball, paddle) are in the 210x160 frame, read
   from the emulator's RAM; `box_in_observation` puts such a box into the 84x84 observation. The ground truth
-  that faithfulness.py scores the maps against, and that interventions.py removes and moves objects with.
-- `mean_and_se`, `mean_and_se_over_games`: the statistics of what was measured on played games.
+  that faithfulness.py scores the maps against, and that interventions.py removes and moves objects with
+  (`RAM_POSITIONS`: the RAM bytes that place an object; `PLAYFIELD`: where the game is played).
+- `mean_and_se`, `mean_and_se_over_games`, `bootstrap_over_games`: the statistics of what was measured on played
+  games, whose states are not independent draws.
 
     from agents import load_checkpoint
     from play import play
@@ -133,11 +135,25 @@ def breakout_objects(ram: np.ndarray) -> dict:
 
 OBJECT_READERS = {"breakout": breakout_objects}  # ale-py game name -> reader; tests/test_play.py checks each one
 
+# The playfield of a game, in the 210x160 frame (y0, x0, y1, x1), end-exclusive: Breakout's is what its walls
+# leave visible (breakout_objects), below the score and the top wall.
+PLAYFIELD = {"breakout": (32, 8, 196, 152)}
+
+# {game: {object: (RAM address of its x, RAM address of its y)}}: in the 210x160 frame x = RAM + a constant and
+# y = RAM + a constant (breakout_objects: ball x = ram[99] - 49, y = ram[101] + 9), so adding (dy, dx) to them
+# moves the object by (dy, dx) frame pixels: atari_env.render_step plays a step again with the RAM shifted.
+RAM_POSITIONS = {"breakout": {"ball": (99, 101)}}
+
 
 @functools.cache
 def game_name(env_id: str) -> str:
     """ale-py's name of a gymnasium Atari id's game (cached: the play loop reads the objects twice a step)."""
     return resolve_atari_id(env_id)[0]
+
+
+def movable(env_id: str) -> list:
+    """The objects of this game that the emulator can be told to draw elsewhere (RAM_POSITIONS)."""
+    return list(RAM_POSITIONS.get(game_name(env_id), {}))
 
 
 def object_boxes(env_id: str, ram: np.ndarray) -> dict:
@@ -167,3 +183,61 @@ def box_in_observation(box: tuple, margin: int = 0) -> tuple:
     (h, w), n = FRAME_SIZE, OBS_SIZE
     y0, x0, y1, x1 = y0 * n // h, x0 * n // w, -(-y1 * n // h), -(-x1 * n // w)  # start rounded down, end up
     return max(y0 - margin, 0), max(x0 - margin, 0), min(y1 + margin, n), min(x1 + margin, n)
+
+
+def playfield_in_observation(box: tuple) -> tuple:
+    """The observation pixels (y0, x0, y1, x1) wholly inside a 210x160 frame box: start rounded up, end down."""
+    y0, x0, y1, x1 = box
+    (h, w), n = FRAME_SIZE, OBS_SIZE
+    return -(-y0 * n // h), -(-x0 * n // w), y1 * n // h, x1 * n // w
+
+
+def shifted(box: Optional[tuple], dy: int, dx: int) -> Optional[tuple]:
+    """A box (y0, x0, y1, x1) moved down by dy and right by dx; None stays None."""
+    return None if box is None else (box[0] + dy, box[1] + dx, box[2] + dy, box[3] + dx)
+
+
+def union_box(boxes: list) -> Optional[tuple]:
+    """The smallest box (y0, x0, y1, x1) holding all the given boxes (None ones left out); None when there are none."""
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None
+    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+
+
+# ----------------------------------------------------------------------------- statistics over played games
+# States of one game are alike (the same bricks, the same habits): they are not independent draws. So a statistic
+# over states is computed per game first, and its error is that of the mean over games (each game weighs the same,
+# whatever number of states it gave).
+
+
+def mean_and_se(values) -> tuple:
+    """(mean, standard error of the mean); the error is nan for fewer than 2 values."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def per_game_means(values, games) -> np.ndarray:
+    """(G,) the mean of the values of each game, games in sorted order. values, games: one per state."""
+    values, games = np.asarray(values, dtype=np.float64), np.asarray(games)
+    return np.array([values[games == g].mean() for g in np.unique(games)])
+
+
+def mean_and_se_over_games(values, games) -> tuple:
+    """(mean, standard error, number of games) of a per-state value: the mean of the games' means and its standard
+    error over games (nan for fewer than 2 games)."""
+    means = per_game_means(values, games)
+    return (*mean_and_se(means), len(means))
+
+
+def bootstrap_over_games(statistic, columns: dict, games, resamples: int = 2000, seed: int = 0, level: float = 0.95):
+    """The percentile interval (low, high) of statistic({name: (G,) per-game means}) over `resamples` bootstrap
+    samples of whole games drawn with replacement (the pairs cluster bootstrap; Cameron and Miller 2015, "A
+    practitioner's guide to cluster-robust inference", Journal of Human Resources 50(2)). For a statistic that is no
+    mean of its own, such as a ratio of two means. columns: {name: per-state values}."""
+    means = {name: per_game_means(v, games) for name, v in columns.items()}
+    G = len(next(iter(means.values())))
+    draws = np.random.default_rng(seed).integers(0, G, (resamples, G))  # (R, G): the games of each sample
+    values = np.array([statistic({name: m[d] for name, m in means.items()}) for d in draws])
+    low, high = np.nanquantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)

@@ -14,49 +14,54 @@ import torch
 import torch.nn.functional as F
 
 from agents import load_checkpoint
-from atari_env import ENV_OPTIONS, make_env
+from atari_env import ENV_OPTIONS, make_env, render_step
 from cli import exit_on_bad_input
 from interventions import (
-    FAR,
-    NEAREST_PLACE,
-    PLAYFIELD,
     Args,
-    EditedAgent,
     ablation_conditions,
-    after_attention,
-    attention_paths,
-    avoid_mask,
-    bootstrap_over_games,
-    box_sums,
-    control_boxes,
-    crop,
-    empty_control_boxes,
-    empty_playfield,
     head_ablation,
-    kl_divergence,
     main,
-    mean_and_se_over_games,
-    object_place,
     object_steering,
-    on_input,
     own_peaks,
-    paint_background,
-    paste_change,
-    patched_logits,
-    place_centre,
-    place_distance,
-    playfield_in_observation,
     random_places,
-    render_step,
-    replay_and_move,
-    shifted,
-    stacked_boxes,
     stacked_objects,
     steer,
     top_examples,
+)
+from interventions_edits import (
+    FAR,
+    NEAREST_PLACE,
+    EditedAgent,
+    after_attention,
+    kl_divergence,
+    object_place,
+    place_distance,
     uniform_map,
 )
-from play import box_in_observation, observed_boxes, play
+from interventions_objects import (
+    attention_paths,
+    avoid_mask,
+    box_sums,
+    control_boxes,
+    empty_control_boxes,
+    empty_playfield,
+    paint_background,
+    paste_change,
+    patched_logits,
+    replay_and_move,
+    stacked_boxes,
+)
+from interventions_report import crop, on_input, place_centre
+from play import (
+    PLAYFIELD,
+    bootstrap_over_games,
+    box_in_observation,
+    mean_and_se_over_games,
+    observed_boxes,
+    play,
+    playfield_in_observation,
+    shifted,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BREAKOUT = "BreakoutNoFrameskip-v4"
