@@ -7,8 +7,8 @@ the most relevant nodes drawn out". This script writes that page. It plays one g
 plotly's `include_plotlyjs=True` embeds) and nothing is fetched from the network. At every step of the game:
 
 - **Navigation**: a step slider, play/pause (15 steps a second, the game's real time), the arrow keys.
-- **Frame**: the colour frame with a choice of overlay, drawn by render.py's `draw_attention`, `draw_saliency`
-  and `draw_tree`, the very functions that draw its videos: the attention of all heads and of each head, each
+- **Frame**: the colour frame with a choice of overlay, drawn by overlays.py's `draw_attention`, `draw_saliency`
+  and `draw_tree`, the very functions that draw render.py's videos: the attention of all heads and of each head, each
   saliency method of `saliency.saliency_maps` (whatever methods `saliency.METHODS` holds), the relevance tree.
 - **Decision**: the policy as bars, V(s) and the score; over the game, curves of the policy and V(s) with a cursor.
   A DQN (play.QValueAgent): its Q-values as bars from the lowest to the highest, max_a Q(s, a), and their curves.
@@ -56,6 +56,7 @@ from plotly.subplots import make_subplots
 import render
 from agents import QValueAgent, load_checkpoint
 from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
+from overlays import draw_attention, draw_saliency, draw_tree, upscale
 from play import play
 from relevance_tree import (
     BOX_GEOMETRY,
@@ -235,14 +236,14 @@ def tree_rows(tree: list, layers: tuple) -> list:
 
 
 def overlay_images(step, saliency: dict, tree: list, heads: int, s: int) -> dict:
-    """The frame under every overlay of the page, drawn by render.py as in its videos: {key: (210 s, 160 s, 3)}.
-    saliency: {method: (84, 84) map}; tree: build_tree's."""
-    images = {"frame": render.upscale(step.frame, s)}
+    """The frame under every overlay of the page, drawn by overlays.py as in render.py's videos:
+    {key: (210 s, 160 s, 3)}. saliency: {method: (84, 84) map}; tree: build_tree's."""
+    images = {"frame": upscale(step.frame, s)}
     if heads:
-        images["attention"] = render.draw_attention(step.frame, step.attention, s)
-        images |= {f"head{h}": render.draw_attention(step.frame, step.attention, s, [h]) for h in range(heads)}
-    images |= {method: render.draw_saliency(step.frame, m84, s) for method, m84 in saliency.items()}
-    return images | {"tree": render.draw_tree(step.frame, tree, s)}
+        images["attention"] = draw_attention(step.frame, step.attention, s)
+        images |= {f"head{h}": draw_attention(step.frame, step.attention, s, [h]) for h in range(heads)}
+    images |= {method: draw_saliency(step.frame, m84, s) for method, m84 in saliency.items()}
+    return images | {"tree": draw_tree(step.frame, tree, s)}
 
 
 def hidden_maps(step, tree: list, gradcam: Optional[tuple] = None) -> dict:

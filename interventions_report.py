@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from interventions_edits import FAR, NEAREST_PLACE, PLACES, RF_SIZE, RF_STRIDE
+from overlays import head_colours
 from play import box_in_observation, shifted, union_box
-from render import head_colours
 from saliency import collapse_frames
 
 FRAME_ASPECT = 210 / 160  # the 84x84 input is a resize of the 210x160 frame: draw it with the game's shape

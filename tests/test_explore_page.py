@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import explore
-import render
+import overlays
 from agents import load_checkpoint
 from cli import exit_on_bad_input
 from play import play
@@ -64,16 +64,16 @@ def test_steps_and_decisions_are_the_play_loops(page, game):
     assert data["value"] == pytest.approx([s.value for s in steps], abs=1e-6)
 
 
-def test_frames_and_attention_overlays_are_render_py_drawings(page, game):
+def test_frames_and_attention_overlays_are_the_videos_drawings(page, game):
     _, read = page
     _, steps = game
     images = read["images"]
     assert list(images) == ["frame", "attention", "head0", "head1", *[m for m in METHODS if m != "attention"], "tree"]
     for i, s in enumerate(steps):
-        assert np.array_equal(images["frame"][i], render.upscale(s.frame, SCALE))
-        assert np.array_equal(images["attention"][i], render.draw_attention(s.frame, s.attention, SCALE))
+        assert np.array_equal(images["frame"][i], overlays.upscale(s.frame, SCALE))
+        assert np.array_equal(images["attention"][i], overlays.draw_attention(s.frame, s.attention, SCALE))
         for h in range(2):
-            assert np.array_equal(images[f"head{h}"][i], render.draw_attention(s.frame, s.attention, SCALE, [h]))
+            assert np.array_equal(images[f"head{h}"][i], overlays.draw_attention(s.frame, s.attention, SCALE, [h]))
 
 
 def test_the_page_opens_on_the_attention_or_the_most_faithful_map(page):
@@ -102,7 +102,7 @@ def test_saliency_overlays_are_saliency_maps_drawn(page, game):
     assert read["data"]["methods"] == list(methods)
     for m in methods:
         for i, s in enumerate(steps):
-            expected = render.draw_saliency(s.frame, collapse_frames(maps[m][i]).numpy(), SCALE)
+            expected = overlays.draw_saliency(s.frame, collapse_frames(maps[m][i]).numpy(), SCALE)
             assert np.array_equal(read["images"][m][i], expected), (m, i)
 
 
@@ -126,7 +126,7 @@ def test_trees_are_build_trees(page, game):
         for c in hidden:
             got = np.array(read["data"]["steps"]["hidden"][i][str(c)])
             assert got == pytest.approx(s.activations["attn_hidden"][0, c].numpy(), abs=1e-4)
-        assert np.array_equal(read["images"]["tree"][i], render.draw_tree(s.frame, tree, SCALE))
+        assert np.array_equal(read["images"]["tree"][i], overlays.draw_tree(s.frame, tree, SCALE))
 
 
 def test_activation_maps_are_the_agents_within_a_255th(page, game):
@@ -161,7 +161,7 @@ def check_gradcam_trees(read: dict, agent, steps: list, explained: list) -> int:
         for r in rows:
             if r[0] == 0:  # a root's relevance is the map's value at its place
                 assert r[4] == pytest.approx(float(cams[i, r[2], r[3]]), rel=1e-3)
-        assert np.array_equal(read["images"]["tree"][i], render.draw_tree(s.frame, tree, SCALE))
+        assert np.array_equal(read["images"]["tree"][i], overlays.draw_tree(s.frame, tree, SCALE))
         nodes_seen += len(nodes)
     return nodes_seen
 

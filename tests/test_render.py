@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import tiny_args
 
+import overlays
 import ppo_attention
 import render
 from agents import load_checkpoint
@@ -104,7 +105,7 @@ def test_one_cell_of_attention_lights_exactly_its_receptive_field(cell):
     inner = ~grown(~field, 12)  # away from the outlines and labels drawn at the field's edge
     assert lit[inner].all() and not lit[~grown(field, 4)].any()
     # head 0's colour (it wins the tie) blended over black at full strength (1 = all of the head's mass)
-    assert (view[inner] == np.round(render.OPACITY * render.head_colours(2)[0])).all()
+    assert (view[inner] == np.round(overlays.OPACITY * overlays.head_colours(2)[0])).all()
 
 
 def test_brightness_has_one_meaning_a_diffuse_map_is_dim():
@@ -144,14 +145,14 @@ def test_the_game_stays_visible_under_every_overlay():
     saliency84[30:50, 20:40] = 1  # the ball's neighbourhood is the most salient place
     tree = [dict(layer="attention", channel=0, relevance=1.0, box210=[80, 46, 170, 114], children=[])]
     views = {
-        "attention": render.draw_attention(frame, attention, 3),
-        "one head": render.draw_attention(frame, attention, 3, heads=[1]),
-        "saliency": render.draw_saliency(frame, saliency84, 3),
-        "tree": render.draw_tree(frame, tree, 3),
+        "attention": overlays.draw_attention(frame, attention, 3),
+        "one head": overlays.draw_attention(frame, attention, 3, heads=[1]),
+        "saliency": overlays.draw_saliency(frame, saliency84, 3),
+        "tree": overlays.draw_tree(frame, tree, 3),
     }
     for name, view in views.items():
         contrast = np.abs(view[ball].astype(int).mean((0, 1)) - view[beside].astype(int).mean((0, 1))).max()
-        assert contrast >= (1 - render.OPACITY) * 200 - 1, name
+        assert contrast >= (1 - overlays.OPACITY) * 200 - 1, name
         assert name == "tree" or view[beside].max() > 0, name  # the overlay is there
 
 

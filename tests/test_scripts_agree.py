@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 
+import overlays
 import relevance_tree
 import render
 import saliency
@@ -35,4 +36,4 @@ def test_saliency_tree_and_render_follow_the_play_loop_step_for_step(tiny_checkp
     for t, frame in enumerate(frames):
         if t in steps:  # the game part of the video is the colour frame, scaled (H.264 changes it a little)
             shown = np.asarray(frame)[:420, :320].astype(int)
-            assert np.abs(shown - render.upscale(game[t].frame, 2)).mean() < 4
+            assert np.abs(shown - overlays.upscale(game[t].frame, 2)).mean() < 4
