@@ -8,6 +8,7 @@ the slider, a node's receptive field, the 3D view, and a DQN's page.
 import base64
 import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -74,6 +75,17 @@ def test_frames_and_attention_overlays_are_the_videos_drawings(page, game):
         assert np.array_equal(images["attention"][i], overlays.draw_attention(s.frame, s.attention, SCALE))
         for h in range(2):
             assert np.array_equal(images[f"head{h}"][i], overlays.draw_attention(s.frame, s.attention, SCALE, [h]))
+
+
+def test_the_page_is_one_file_with_its_style_and_script_inlined(page):
+    """static/explore.css and static/explore.js are inlined verbatim, and no element of the page loads a file."""
+    path, _ = page
+    text = open(path, encoding="utf-8").read()
+    for name, tag in (("explore.css", "style"), ("explore.js", "script")):
+        source = open(os.path.join(explore.STATIC, name), encoding="utf-8").read()
+        assert f"<{tag}>{source}</{tag}>" in text and len(source) > 500
+    assert text.count("<script") == 5  # the images, the data, the maps, plotly.js, the page's own script
+    assert not re.search(r"<(script|img|link|iframe|source)\b[^>]*\b(src|href)\s*=", text)
 
 
 def test_the_page_opens_on_the_attention_or_the_most_faithful_map(page):
