@@ -60,7 +60,7 @@ import tyro
 
 from agents import load_checkpoint, log_action_probabilities, played_policy
 from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
-from play import box_in_observation, play
+from play import box_in_observation, mean_and_se, play, plus_minus
 from ppo_attention import Agent, layer_init
 from saliency import (
     METHODS,
@@ -386,26 +386,6 @@ def area_under_curve(y, x) -> np.ndarray:
     return ((y[..., 1:] + y[..., :-1]) / 2 * np.diff(x)).sum(-1)
 
 
-def mean_and_se(values, games=None) -> tuple:
-    """(mean over states, its standard error) of values (S,).
-
-    games None: states independent, sample sd / sqrt(S) (0 for fewer than 2 states). games (S,), the game of each
-    state: states of one game are not independent, so the standard error is the cluster-robust one of the mean,
-    sqrt(G / (G - 1) * sum over games g of (sum over g's states of (v - mean))^2) / S, with G games (Liang and
-    Zeger 1986, with the usual G / (G - 1) correction). When every game gives the same number of states it is
-    the sample sd of the G per-game means / sqrt(G). nan for fewer than 2 games: one game says nothing of the next.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if games is None:
-        return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-    labels, game = np.unique(np.asarray(games), return_inverse=True)
-    G = len(labels)
-    if G < 2:
-        return float(v.mean()), float("nan")
-    sums = np.bincount(game, weights=v - v.mean(), minlength=G)  # (G,) each game's sum of deviations
-    return float(v.mean()), float(np.sqrt(G / (G - 1) * np.square(sums).sum()) / len(v))
-
-
 def folds_of(games) -> np.ndarray:
     """The half of the games each state belongs to, for cross-fitting: 0 for the 1st, 3rd, 5th ... game, 1 for
     the others; all 0 with a single game."""
@@ -551,7 +531,7 @@ def seeds_and_games(values: np.ndarray, games) -> dict:
     mean over the states."""
     by_seed = values.mean(1)  # (R,)
     value, se_games = mean_and_se(values.mean(0), games)
-    se_seeds = by_seed.std(ddof=1) / np.sqrt(len(by_seed)) if len(by_seed) > 1 else 0.0
+    se_seeds = mean_and_se(by_seed)[1]  # nan with one seed: the spread of the seeds is unknown
     return dict(value=value, se=float(np.sqrt(se_seeds**2 + se_games**2)), seeds=[float(v) for v in by_seed])
 
 
@@ -709,11 +689,6 @@ def summary(areas: dict, seconds: dict, sanity: dict, by_geometry: dict, objects
         r["objects"] = objects.get(method, {})
         results[method] = r
     return results
-
-
-def plus_minus(value: float, se: float, digits: int = 3) -> str:
-    """'value ± se', or 'value' alone where the standard error cannot be estimated (a single game)."""
-    return f"{value:.{digits}f}" + ("" if np.isnan(se) else f" ± {se:.{digits}f}")
 
 
 def area_table(results: dict, explain: str) -> str:

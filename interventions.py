@@ -72,7 +72,7 @@ from interventions_edits import (
 )
 from interventions_objects import object_removal, objects_known
 from interventions_report import show_ablation, show_examples, show_removal, show_steering
-from play import OBJECT_READERS, box_in_observation, mean_and_se, mean_and_se_over_games, play
+from play import OBJECT_READERS, box_in_observation, mean_and_se, mean_and_se_over_games, play, plus_minus
 from ppo_attention import Agent
 
 Part = Literal["ablation", "steering", "removal", "examples"]
@@ -300,7 +300,7 @@ def head_ablation(agent: Agent, env_id: str, args: Args, progress, env_options=N
             action_changed_mean=changed,
             action_changed_se=changed_se,
         )
-        progress(f"ablation, {name}: score {score:.2f} +- {score_se:.2f} over {len(games)} games", done=True)
+        progress(f"ablation, {name}: score {plus_minus(score, score_se, 2)} over {len(games)} games", done=True)
     games = [g["heads"] for g in watcher.per_game]  # how alike the heads are: the mean over games
     entropy = [mean_and_se([g["entropy"][h] for g in games]) for h in range(agent.attn_heads)]  # over games
     agreement = {"entropy": [e for e, _ in entropy], "entropy_se": [se for _, se in entropy]}

@@ -1,7 +1,7 @@
 """The tables and figures of interventions.py: every table it prints and every PNG it draws, from its results.
 
 - `show_ablation`, `show_steering`, `show_removal`, `show_examples`: one part's figures and tables, printed in
-  Markdown (means ± standard errors over games);
+  Markdown (means ± standard errors over games; with one game there is no error: the mean alone, `play.plus_minus`);
 - the tables (`ablation_table`, `steering_table`, `steering_objects_table`, `removal_table`, `follow_table`,
   `paths_table`) and the matplotlib figures (`draw_ablation`, `draw_steering`, `draw_removal`, `draw_examples`,
   `draw_channel_overview`), each drawn over the 84x84 input with the game's own 210x160 shape.
@@ -14,7 +14,7 @@ import torch
 
 from interventions_edits import FAR, NEAREST_PLACE, PLACES, RF_SIZE, RF_STRIDE
 from overlays import head_colours
-from play import box_in_observation, shifted, union_box
+from play import box_in_observation, plus_minus, shifted, union_box
 from saliency import collapse_frames
 
 FRAME_ASPECT = 210 / 160  # the 84x84 input is a resize of the 210x160 frame: draw it with the game's shape
@@ -24,8 +24,9 @@ FRAME_ASPECT = 210 / 160  # the 84x84 input is a resize of the 210x160 frame: dr
 
 
 def nats(mean: float, se: float) -> str:
-    """A KL divergence ± its standard error; values below 0.001 in scientific notation, so that they do not read 0."""
-    return f"{mean:.3f} ± {se:.3f}" if mean >= 1e-3 or mean == 0 else f"{mean:.1e} ± {se:.1e}"
+    """A KL divergence ± its standard error (play.plus_minus: the value alone where the error is nan); values below
+    0.001 in scientific notation, so that they do not read 0."""
+    return plus_minus(mean, se, 3) if mean >= 1e-3 or mean == 0 else plus_minus(mean, se, 1, notation="e")
 
 
 def ablation_table(results: dict) -> str:
@@ -35,7 +36,7 @@ def ablation_table(results: dict) -> str:
     for name, r in results.items():
         cut = f", {r['truncated']} cut" if r["truncated"] else ""
         lines.append(
-            f"| {name} | {r['score_mean']:.2f} ± {r['score_se']:.2f} | {np.mean(r['steps']):.0f}{cut} | "
+            f"| {name} | {plus_minus(r['score_mean'], r['score_se'], 2)} | {np.mean(r['steps']):.0f}{cut} | "
             f"{nats(r['kl_mean'], r['kl_se'])} | {100 * r['action_changed_mean']:.1f}% |"
         )
     return "\n".join(lines)
@@ -43,28 +44,29 @@ def ablation_table(results: dict) -> str:
 
 def agreement_line(heads: dict) -> str:
     """How alike the heads are, in words."""
-    entropies = ", ".join(f"{e:.2f} ± {se:.2f}" for e, se in zip(heads["entropy"], heads["entropy_se"]))
+    entropies = ", ".join(plus_minus(e, se, 2) for e, se in zip(heads["entropy"], heads["entropy_se"]))
     text = f"Attention entropy per head (intact games, mean ± SE over games): {entropies} nats"
     text += f" (uniform: {np.log(PLACES):.2f})."
     for pair, r in heads.items():
         if "-" in pair:
             h, g = pair.split("-")
-            text += (f" Heads {h} and {g} peak at the same place in {100 * r['same_peak']:.0f}% ± "
-                     f"{100 * r['same_peak_se']:.0f}% of states; their maps overlap by {r['overlap']:.2f} ± "
-                     f"{r['overlap_se']:.2f} (1: identical).")  # fmt: skip
+            text += (f" Heads {h} and {g} peak at the same place in {percent((r['same_peak'], r['same_peak_se']))} "
+                     f"of states; their maps overlap by {plus_minus(r['overlap'], r['overlap_se'], 2)} (1: "
+                     "identical).")  # fmt: skip
     return text
 
 
 def percent(value: tuple, digits: int = 0) -> str:
-    """A share (mean, SE) as "12% ± 3%"."""
+    """A share (mean, SE) as "12% ± 3%" ("12%" where the error is nan)."""
     mean, se = value
-    return f"{100 * mean:.{digits}f}% ± {100 * se:.{digits}f}%"
+    return plus_minus(100 * mean, 100 * se, digits, unit="%")
 
 
 def signed_percent(value: tuple) -> str:
-    """A difference of shares (mean, SE) as "+12 ± 3 points"."""
+    """A difference of shares (mean, SE) as "+12 ± 3 points" ("+12 points" where the error is nan)."""
     mean, se = value
-    return f"{round(100 * mean):+d} ± {100 * se:.0f} points"  # round() gives an int: +0, never -0
+    error = "" if np.isnan(se) else f" ± {100 * se:.0f}"
+    return f"{round(100 * mean):+d}{error} points"  # round() gives an int: +0, never -0
 
 
 def steering_table(results: dict) -> str:
@@ -103,7 +105,7 @@ def removal_table(results: dict, heads: int) -> str:
         cells.append(nats(r["kl_mean"], r["kl_se"]))
         cells.append(percent((r["action_changed_mean"], r["action_changed_se"])))
         for h in range(heads):
-            cells += [f"{v:.2f} ± {e:.2f}" for v, e in (r[f"head{h}_mass_shifted"], r[f"head{h}_peak_moved"])]
+            cells += [plus_minus(v, e, 2) for v, e in (r[f"head{h}_mass_shifted"], r[f"head{h}_peak_moved"])]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -118,7 +120,7 @@ def follow_table(results: dict, heads: int) -> str:
         name = label.removesuffix(" moved")
         for h in range(heads):
             d = r[f"head{h}_peak_to_{name}"]
-            cells = [f"{v:.2f} ± {e:.2f}" for v, e in (d["intact"], d["to_new"], d["to_old"])]
+            cells = [plus_minus(v, e, 2) for v, e in (d["intact"], d["to_new"], d["to_old"])]
             lines.append(
                 f"| {label} | {r['states']} ({r['games']}) | {r['offset_places']:.1f} | {h} | "
                 + " | ".join(cells)
@@ -137,7 +139,8 @@ def paths_table(paths: dict) -> str:
         ]
         for k in ("through_attention", "attention_alone"):
             (low, high), value = r[f"share_{k}"]["interval"], r[f"share_{k}"]["value"]
-            cells.append(f"{100 * value:.0f}% ({100 * low:.0f}% to {100 * high:.0f}%)")
+            interval = "" if np.isnan(low) else f" ({100 * low:.0f}% to {100 * high:.0f}%)"  # none from one game
+            cells.append(f"{100 * value:.0f}%{interval}")
         cells.append(
             " / ".join(
                 f"{100 * r[k]['action_changed'][0]:.0f}%" for k in ("full", "intact_attention", "attention_only")

@@ -7,8 +7,8 @@
   from the emulator's RAM; `box_in_observation` puts such a box into the 84x84 observation. The ground truth
   that faithfulness.py scores the maps against, and that interventions.py removes and moves objects with
   (`RAM_POSITIONS`: the RAM bytes that place an object; `PLAYFIELD`: where the game is played).
-- `mean_and_se`, `mean_and_se_over_games`, `bootstrap_over_games`: the statistics of what was measured on played
-  games, whose states are not independent draws.
+- `mean_and_se`, `mean_and_se_over_games`, `bootstrap_over_games`, `plus_minus`: the statistics of what was
+  measured on played games, whose states are not independent draws (errors over games; nan with fewer than 2).
 
     from agents import load_checkpoint
     from play import play
@@ -206,15 +206,31 @@ def union_box(boxes: list) -> Optional[tuple]:
 
 
 # ----------------------------------------------------------------------------- statistics over played games
-# States of one game are alike (the same bricks, the same habits): they are not independent draws. So a statistic
-# over states is computed per game first, and its error is that of the mean over games (each game weighs the same,
-# whatever number of states it gave).
+# States of one game are alike (the same bricks, the same habits): they are not independent draws. So the error of
+# a statistic over states is one over games. Two estimates: the mean over states with its cluster-robust error
+# (`mean_and_se(values, games)`: every state weighs the same), and the mean of the games' means with the error of
+# that mean (`mean_and_se_over_games`: every game weighs the same, whatever number of states it gave). They agree
+# when every game gives the same number of states. With fewer than 2 games (or values) there is no error to give:
+# it is nan, and a table shows the value alone (`plus_minus`).
 
 
-def mean_and_se(values) -> tuple:
-    """(mean, standard error of the mean); the error is nan for fewer than 2 values."""
+def mean_and_se(values, games=None) -> tuple:
+    """(mean over values, its standard error) of values (S,); the error is nan for fewer than 2 values (or games).
+
+    games None: the values independent, sample sd / sqrt(S). games (S,), the game of each value: values of one game
+    are not independent, so the standard error is the cluster-robust one of the mean,
+    sqrt(G / (G - 1) * sum over games g of (sum over g's values of (v - mean))^2) / S, with G games (Liang and
+    Zeger 1986, with the usual G / (G - 1) correction). When every game gives the same number of values it is
+    the sample sd of the G per-game means / sqrt(G)."""
     v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+    if games is None:
+        return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+    labels, game = np.unique(np.asarray(games), return_inverse=True)
+    G = len(labels)
+    if G < 2:
+        return float(v.mean()), float("nan")
+    sums = np.bincount(game, weights=v - v.mean(), minlength=G)  # (G,) each game's sum of deviations
+    return float(v.mean()), float(np.sqrt(G / (G - 1) * np.square(sums).sum()) / len(v))
 
 
 def per_game_means(values, games) -> np.ndarray:
@@ -230,13 +246,23 @@ def mean_and_se_over_games(values, games) -> tuple:
     return (*mean_and_se(means), len(means))
 
 
+def plus_minus(value: float, se: float, digits: int = 3, unit: str = "", notation: str = "f") -> str:
+    """A mean and its standard error for a table: "0.123 ± 0.004" ("12% ± 3%" with unit "%", "1.2e-04 ± 3.0e-05"
+    with notation "e"), or the value alone where the error is nan (fewer than 2 games: nothing to estimate it from)."""
+    text = f"{value:.{digits}{notation}}{unit}"
+    return text if np.isnan(se) else f"{text} ± {se:.{digits}{notation}}{unit}"
+
+
 def bootstrap_over_games(statistic, columns: dict, games, resamples: int = 2000, seed: int = 0, level: float = 0.95):
     """The percentile interval (low, high) of statistic({name: (G,) per-game means}) over `resamples` bootstrap
     samples of whole games drawn with replacement (the pairs cluster bootstrap; Cameron and Miller 2015, "A
     practitioner's guide to cluster-robust inference", Journal of Human Resources 50(2)). For a statistic that is no
-    mean of its own, such as a ratio of two means. columns: {name: per-state values}."""
+    mean of its own, such as a ratio of two means. columns: {name: per-state values}. (nan, nan) for fewer than 2
+    games: resampling one game always draws that game."""
     means = {name: per_game_means(v, games) for name, v in columns.items()}
     G = len(next(iter(means.values())))
+    if G < 2:
+        return float("nan"), float("nan")
     draws = np.random.default_rng(seed).integers(0, G, (resamples, G))  # (R, G): the games of each sample
     values = np.array([statistic({name: m[d] for name, m in means.items()}) for d in draws])
     low, high = np.nanquantile(values, [(1 - level) / 2, (1 + level) / 2])

@@ -34,7 +34,6 @@ from faithfulness import (
     main,
     margins,
     mass_accuracy,
-    mean_and_se,
     object_masks,
     pointing_game,
     policy_curves,
@@ -44,6 +43,7 @@ from faithfulness import (
     seeds_and_games,
     spearman,
 )
+from play import mean_and_se
 from ppo_attention import Agent
 from saliency import bilinear_grid, gaussian_blur, paint_attention, saliency_maps
 
@@ -246,13 +246,6 @@ def test_floors_share_the_attention_geometry_and_know_nothing_of_the_model():
     assert torch.equal(again, floor_maps("painted_dirichlet", 2, 2, torch.Generator().manual_seed(5)))  # seeded
 
 
-def test_mean_and_standard_error_match_scipy():
-    stats = pytest.importorskip("scipy.stats")
-    values = np.array([0.3, 1.2, 0.7, 0.9, 2.0])
-    assert mean_and_se(values) == pytest.approx((values.mean(), stats.sem(values)))
-    assert mean_and_se([0.4]) == (0.4, 0.0)
-
-
 def test_margins_are_over_the_strongest_floor_of_each_score_signed_and_paired():
     a = lambda *v: np.array(v, dtype=float)  # noqa: E731
     areas = {  # per-state areas of two states of one game: the floor is chosen in-sample
@@ -288,24 +281,6 @@ def test_the_strongest_floor_is_chosen_on_the_other_half_of_the_games():
     assert value != pytest.approx(in_sample.mean())
 
 
-def test_standard_errors_over_games_match_a_plain_loop_and_hand_numbers():
-    values, games = np.array([1.0, 3.0, 2.0, 6.0, 4.0, 8.0]), np.array([0, 0, 1, 1, 2, 2])
-    means = [2.0, 4.0, 6.0]  # equal games: the sd of the game means / sqrt(3) = 2 / sqrt(3)
-    assert mean_and_se(values, games) == pytest.approx((4.0, np.std(means, ddof=1) / np.sqrt(3)))
-    assert mean_and_se(values, games)[1] == pytest.approx(2 / np.sqrt(3))
-    unequal, groups = np.array([1.0, 2.0, 3.0, 10.0, 0.0]), np.array([7, 7, 7, 9, 4])
-    mean, total = unequal.mean(), 0.0  # the cluster-robust variance written out as a loop
-    for g in set(groups.tolist()):
-        total += sum(v - mean for v, h in zip(unequal, groups) if h == g) ** 2
-    G = 3
-    assert mean_and_se(unequal, groups) == pytest.approx((3.2, np.sqrt(G / (G - 1) * total) / 5))
-    assert mean_and_se(unequal, groups)[1] == pytest.approx(
-        np.sqrt(1.5 * (3.6**2 + 6.8**2 + 3.2**2)) / 5
-    )  # -3.6, 6.8, -3.2
-    assert np.isnan(mean_and_se([1.0, 2.0], [3, 3])[1])  # one game says nothing of the next
-    assert mean_and_se(values, np.arange(6)) == pytest.approx(mean_and_se(values))  # one state a game: iid
-
-
 def test_seeds_and_games_adds_the_spread_of_the_seeds_in_quadrature():
     values = np.array([[0.1, 0.3, 0.2, 0.6], [0.5, 0.7, 0.4, 0.8]])  # 2 seeds x 4 states of games 0, 0, 1, 1
     r = seeds_and_games(values, np.array([0, 0, 1, 1]))
@@ -313,6 +288,8 @@ def test_seeds_and_games_adds_the_spread_of_the_seeds_in_quadrature():
     se_seeds, se_games = np.std(by_seed, ddof=1) / np.sqrt(2), np.std([0.4, 0.5], ddof=1) / np.sqrt(2)
     assert r["value"] == pytest.approx(0.45) and r["seeds"] == pytest.approx(by_seed)
     assert r["se"] == pytest.approx(np.sqrt(se_seeds**2 + se_games**2)) and by_state.mean() == pytest.approx(0.45)
+    one = seeds_and_games(values[:1], np.array([0, 0, 1, 1]))  # one seed: its spread is unknown, and so is the error
+    assert one["value"] == pytest.approx(0.3) and np.isnan(one["se"])
 
 
 def test_explained_action_is_the_most_probable_one_by_default():

@@ -1,8 +1,9 @@
-"""Tests of interventions.py: the edited forward pass against the network computed by hand (the agent's own maps,
-uniform maps, removed heads, one-hot steering and its baselines), activation patching's identities, the errors over
-games against plain loops, the controls and the ball moved by the game (checked against the RAM and the pixels),
-the seeds of the ablation's games, the dataset examples' crops, the command line end to end, an agent without
-attention, a CleanRL DQN, bad input."""
+"""Tests of interventions.py and its modules (interventions_edits.py, interventions_objects.py,
+interventions_report.py): the edited forward pass against the network computed by hand (the agent's own maps,
+uniform maps, removed heads, one-hot steering and its baselines), activation patching's identities, the controls and
+the ball moved by the game (checked against the RAM and the pixels), the seeds of the ablation's games, the dataset
+examples' crops, the command line end to end, an agent without attention, a CleanRL DQN, bad input. (The errors over
+games are tested with play.py's statistics, in tests/test_play.py.)"""
 
 import collections
 import json
@@ -54,9 +55,7 @@ from interventions_objects import (
 from interventions_report import crop, on_input, place_centre
 from play import (
     PLAYFIELD,
-    bootstrap_over_games,
     box_in_observation,
-    mean_and_se_over_games,
     observed_boxes,
     play,
     playfield_in_observation,
@@ -388,40 +387,6 @@ def test_an_objects_place_is_the_one_centred_nearest_it():
     assert object_place((40, 15, 42, 17)) == 3 * 7 + 0  # centre (41, 16): place centres are at 18 + 8k (42, 18)
     assert object_place((75, 60, 78, 76)) == 6 * 7 + 6  # the paddle, at the bottom right
     assert object_place((0, 0, 2, 2)) == 0
-
-
-# ----------------------------------------------------------------------------- errors over games, not states
-
-
-def test_the_error_over_games_is_that_of_the_games_means_by_hand():
-    # game 7 gives three states (1, 2, 3: mean 2), game 9 one (10): the mean of the two means is 6, and their
-    # standard error sqrt(((2 - 6)^2 + (10 - 6)^2) / 1) / sqrt(2) = 4. Over the 4 states it would be 2.04.
-    assert mean_and_se_over_games([1, 2, 3, 10], [7, 7, 7, 9]) == pytest.approx((6.0, 4.0, 2))
-    rng = np.random.default_rng(3)
-    values, games = rng.normal(size=40), rng.integers(0, 6, 40)
-    means = []  # a plain loop over the games
-    for g in sorted(set(games.tolist())):
-        means.append(sum(v for v, h in zip(values, games) if h == g) / sum(1 for h in games if h == g))
-    se = (sum((m - sum(means) / len(means)) ** 2 for m in means) / (len(means) - 1)) ** 0.5 / len(means) ** 0.5
-    assert mean_and_se_over_games(values, games) == pytest.approx((sum(means) / len(means), se, len(means)))
-    assert np.isnan(mean_and_se_over_games([1.0, 2.0], [4, 4])[1])  # one game: no error to give
-
-
-def test_the_cluster_bootstrap_resamples_whole_games_as_a_plain_loop_does():
-    rng = np.random.default_rng(4)
-    games = rng.integers(0, 5, 30)
-    columns = dict(part=rng.uniform(0, 1, 30), whole=rng.uniform(1, 2, 30))
-    statistic = lambda m: m["part"].mean() / m["whole"].mean()  # noqa: E731
-    low, high = bootstrap_over_games(statistic, columns, games, resamples=500, seed=9)
-    ids = sorted(set(games.tolist()))
-    part = [np.mean(columns["part"][games == g]) for g in ids]
-    whole = [np.mean(columns["whole"][games == g]) for g in ids]
-    draws = np.random.default_rng(9).integers(0, len(ids), (500, len(ids)))
-    values = [sum(part[i] for i in d) / sum(whole[i] for i in d) for d in draws]
-    assert (low, high) == pytest.approx(tuple(np.quantile(values, [0.025, 0.975])))
-    assert low < statistic(dict(part=np.array(part), whole=np.array(whole))) < high
-    same = bootstrap_over_games(statistic, dict(part=[1.0, 1.0, 3.0, 3.0], whole=[2.0, 2.0, 6.0, 6.0]), [0, 0, 1, 1])
-    assert same == pytest.approx((0.5, 0.5))  # every game gives the same ratio: no spread
 
 
 # ----------------------------------------------------------------------------- steering's baselines

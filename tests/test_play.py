@@ -1,5 +1,6 @@
 """Tests of play.py: the single game against training's vector env, the play loop, loading checkpoints,
-the agent's input contract, and the line between a usage error and a bug."""
+the agent's input contract, the line between a usage error and a bug, and the statistics over played games
+(against scipy, plain loops and hand numbers)."""
 
 import os
 import subprocess
@@ -17,7 +18,15 @@ from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 from agents import load_checkpoint
 from atari_env import FireAndNoopReset, make_env
 from cli import UsageError, exit_on_bad_input
-from play import box_in_observation, object_boxes, play
+from play import (
+    bootstrap_over_games,
+    box_in_observation,
+    mean_and_se,
+    mean_and_se_over_games,
+    object_boxes,
+    play,
+    plus_minus,
+)
 from ppo_attention import Agent
 
 FIRE = 1  # Breakout's
@@ -226,6 +235,85 @@ def test_a_usage_error_is_one_line_and_a_bug_keeps_its_traceback(capsys):
 
     with pytest.raises(ValueError, match="reshape"):
         exit_on_bad_input(bug)
-    code = "import play, numpy\nplay.exit_on_bad_input(lambda argv: numpy.zeros(3).reshape(2, 2))"
+    code = "import cli, numpy\ncli.exit_on_bad_input(lambda argv: numpy.zeros(3).reshape(2, 2))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1 and "Traceback" in result.stderr and "reshape" in result.stderr
+
+
+# ----------------------------------------------------------------------------- statistics over played games
+
+
+def test_mean_and_standard_error_match_scipy_and_one_value_has_no_error():
+    stats = pytest.importorskip("scipy.stats")
+    values = np.array([0.3, 1.2, 0.7, 0.9, 2.0])
+    assert mean_and_se(values) == pytest.approx((values.mean(), stats.sem(values)))
+    mean, se = mean_and_se([0.4])
+    assert mean == 0.4 and np.isnan(se)  # fewer than 2: nan, as over games
+
+
+def test_standard_errors_over_games_match_a_plain_loop_and_hand_numbers():
+    values, games = np.array([1.0, 3.0, 2.0, 6.0, 4.0, 8.0]), np.array([0, 0, 1, 1, 2, 2])
+    means = [2.0, 4.0, 6.0]  # equal games: the sd of the game means / sqrt(3) = 2 / sqrt(3)
+    assert mean_and_se(values, games) == pytest.approx((4.0, np.std(means, ddof=1) / np.sqrt(3)))
+    assert mean_and_se(values, games)[1] == pytest.approx(2 / np.sqrt(3))
+    unequal, groups = np.array([1.0, 2.0, 3.0, 10.0, 0.0]), np.array([7, 7, 7, 9, 4])
+    mean, total = unequal.mean(), 0.0  # the cluster-robust variance written out as a loop
+    for g in set(groups.tolist()):
+        total += sum(v - mean for v, h in zip(unequal, groups) if h == g) ** 2
+    G = 3
+    assert mean_and_se(unequal, groups) == pytest.approx((3.2, np.sqrt(G / (G - 1) * total) / 5))
+    assert mean_and_se(unequal, groups)[1] == pytest.approx(
+        np.sqrt(1.5 * (3.6**2 + 6.8**2 + 3.2**2)) / 5
+    )  # -3.6, 6.8, -3.2
+    assert np.isnan(mean_and_se([1.0, 2.0], [3, 3])[1])  # one game says nothing of the next
+    assert mean_and_se(values, np.arange(6)) == pytest.approx(mean_and_se(values))  # one state a game: iid
+
+
+def test_the_error_over_games_is_that_of_the_games_means_by_hand():
+    # game 7 gives three states (1, 2, 3: mean 2), game 9 one (10): the mean of the two means is 6, and their
+    # standard error sqrt(((2 - 6)^2 + (10 - 6)^2) / 1) / sqrt(2) = 4. Over the 4 states it would be 2.04.
+    assert mean_and_se_over_games([1, 2, 3, 10], [7, 7, 7, 9]) == pytest.approx((6.0, 4.0, 2))
+    rng = np.random.default_rng(3)
+    values, games = rng.normal(size=40), rng.integers(0, 6, 40)
+    means = []  # a plain loop over the games
+    for g in sorted(set(games.tolist())):
+        means.append(sum(v for v, h in zip(values, games) if h == g) / sum(1 for h in games if h == g))
+    se = (sum((m - sum(means) / len(means)) ** 2 for m in means) / (len(means) - 1)) ** 0.5 / len(means) ** 0.5
+    assert mean_and_se_over_games(values, games) == pytest.approx((sum(means) / len(means), se, len(means)))
+    assert np.isnan(mean_and_se_over_games([1.0, 2.0], [4, 4])[1])  # one game: no error to give
+
+
+def test_the_two_estimates_over_games_agree_when_games_give_as_many_states():
+    """Every state weighing the same (mean_and_se with games) and every game weighing the same
+    (mean_and_se_over_games) are one estimate when each game gives the same number of states, and not otherwise."""
+    rng = np.random.default_rng(5)
+    values, games = rng.normal(size=30), np.repeat([4, 1, 7, 2, 9], 6)
+    assert mean_and_se(values, games) == pytest.approx(mean_and_se_over_games(values, games)[:2])
+    assert mean_and_se([1, 2, 3, 10], [7, 7, 7, 9])[0] == 4.0  # the states' mean; the games' means' mean is 6
+
+
+def test_the_cluster_bootstrap_resamples_whole_games_as_a_plain_loop_does():
+    rng = np.random.default_rng(4)
+    games = rng.integers(0, 5, 30)
+    columns = dict(part=rng.uniform(0, 1, 30), whole=rng.uniform(1, 2, 30))
+    statistic = lambda m: m["part"].mean() / m["whole"].mean()  # noqa: E731
+    low, high = bootstrap_over_games(statistic, columns, games, resamples=500, seed=9)
+    ids = sorted(set(games.tolist()))
+    part = [np.mean(columns["part"][games == g]) for g in ids]
+    whole = [np.mean(columns["whole"][games == g]) for g in ids]
+    draws = np.random.default_rng(9).integers(0, len(ids), (500, len(ids)))
+    values = [sum(part[i] for i in d) / sum(whole[i] for i in d) for d in draws]
+    assert (low, high) == pytest.approx(tuple(np.quantile(values, [0.025, 0.975])))
+    assert low < statistic(dict(part=np.array(part), whole=np.array(whole))) < high
+    same = bootstrap_over_games(statistic, dict(part=[1.0, 1.0, 3.0, 3.0], whole=[2.0, 2.0, 6.0, 6.0]), [0, 0, 1, 1])
+    assert same == pytest.approx((0.5, 0.5))  # every game gives the same ratio: no spread
+    one = bootstrap_over_games(statistic, dict(part=[1.0, 3.0], whole=[2.0, 2.0]), [6, 6])
+    assert np.isnan(one).all()  # one game: no interval, as no standard error
+
+
+def test_a_table_shows_the_value_alone_where_there_is_no_error():
+    assert plus_minus(0.12345, 0.0042) == "0.123 ± 0.004"
+    assert plus_minus(12.3, 3.04, 0, unit="%") == "12% ± 3%"
+    assert plus_minus(1.234e-4, 3e-5, 1, notation="e") == "1.2e-04 ± 3.0e-05"
+    assert plus_minus(0.12345, float("nan")) == "0.123" and plus_minus(50, float("nan"), 0, unit="%") == "50%"
+    assert plus_minus(*mean_and_se([2.0], [1]), 2) == "2.00"  # one game: the mean alone
