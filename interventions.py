@@ -512,14 +512,14 @@ def main(argv=None) -> dict:
             report["steering"] = dict(states=[dict(seed=s["seed"], t=s["t"]) for s in steered], configs=results)
             seconds["steering"] = time.perf_counter() - start - sum(seconds.values())
         if "removal" in parts:
-            results, paths, examples = object_removal(
+            results, paths, typical = object_removal(
                 agent, states, args.seed, progress, env_id, meta["env_options"], actions
             )
-            show_removal(out, results, paths, examples, heads, report["policy"], title)
+            show_removal(out, results, paths, typical, heads, report["policy"], title)
             report["removal"], report["removal_paths"] = results, paths
-            report["removal_examples"] = {
+            report["removal_examples"] = {  # the state drawn for each object
                 name: dict(seed=e["state"]["seed"], t=e["state"]["t"], offset=e["offset"])
-                for name, e in examples.items()
+                for name, e in typical.items()
             }
             seconds["removal"] = time.perf_counter() - start - sum(seconds.values())
         if "examples" in parts:
