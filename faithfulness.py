@@ -64,6 +64,7 @@ from play import box_in_observation, mean_and_se, play, plus_minus
 from ppo_attention import Agent, layer_init
 from saliency import (
     METHODS,
+    Score,
     as_float_input,
     bilinear_grid,
     check_options,
@@ -80,9 +81,7 @@ GEOMETRY_FLOORS = ("random", "painted_uniform", "painted_dirichlet", "bilinear_d
 INPUT_FLOORS = ("edge", "intensity", "frame_difference")
 FLOORS = (*GEOMETRY_FLOORS, *INPUT_FLOORS)
 ALL_METHODS = (*METHODS, *BILINEAR, *FLOORS)
-Method = Literal["attention", "gradcam", "gradient", "smoothgrad", "vargrad", "ig_black", "ig_blur", "perturbation",
-                 "attention_bilinear", "gradcam_bilinear", "random", "painted_uniform", "painted_dirichlet",
-                 "bilinear_dirichlet", "edge", "intensity", "frame_difference"]  # fmt: skip
+Method = Literal[ALL_METHODS]
 CURVES = ("deletion_kl", "deletion_prob", "insertion_prob", "insertion_kl")
 HIGHER_IS_BETTER = {"deletion_kl": True, "deletion_prob": False, "insertion_prob": True, "insertion_kl": False}
 CASCADE = (  # re-initialised from the output down, cumulatively: (label, layers)
@@ -102,7 +101,7 @@ Q_VALUES = (
     "uniform whatever is deleted."
 )
 INIT_STD = {"actor": 0.01, "critic": 1.0}  # the training script's layer_init; sqrt(2) for every other layer
-PLACES = 84 * 84
+PIXELS = 84 * 84  # the places deletion and insertion replace: pixels
 FIELD, STRIDE = Agent.RECEPTIVE_FIELDS["attention"]  # unit (y, x) of the 7x7 grid sees pixels [8y, 8y + 36)
 EQUAL = 1e-6  # values of a map within this fraction of its maximum are equal (float sums of painted maps)
 
@@ -250,15 +249,12 @@ def grid_maps(agent, x: torch.Tensor, actions: torch.Tensor, chunk: int, methods
     """The maps on conv3's 7x7 grid: {"attention": (S, H, 7, 7) each head's softmax map (not for an agent without an
     attention module), "gradcam": (S, 1, 7, 7) Grad-CAM of the explained action's logit (saliency.gradcam)}, those
     of `methods`."""
-    with torch.no_grad():
-        clean = agent.activations(x)
     grids = {}
     if "gradcam" in methods:
-        peak = clean["attn_logits"].flatten(2).argmax(-1)  # (S, H): used by the attention target only
-        heads = list(range(agent.attn_heads))
-        grids["gradcam"] = gradcam(agent, x, "action", heads, peak, actions, chunk)[:, None].detach()
+        grids["gradcam"] = gradcam(agent, x, Score("action", actions), chunk)[:, None].detach()
     if "attention" in methods and agent.attn_heads:
-        grids["attention"] = clean["attention"]
+        with torch.no_grad():
+            grids["attention"] = agent.activations(x)["attention"]
     return grids
 
 
@@ -344,7 +340,7 @@ def policy_curves(agent, x, base, actions, ranks, fractions, chunk: int) -> dict
     chunk: the places of rank < fraction_k x 7056 come from base (deletion) or from x (insertion).
     """
     S, K = x.shape[0], len(fractions)
-    counts = torch.as_tensor(np.round(np.asarray(fractions) * PLACES), device=x.device).long()  # (K,)
+    counts = torch.as_tensor(np.round(np.asarray(fractions) * PIXELS), device=x.device).long()  # (K,)
     logp = log_action_probabilities(agent, agent(x)[0])  # (S, A) the original policy
     flat = {name: torch.empty(S * K, device=x.device) for name in CURVES}
     rows_per_pass = max(chunk // 2, 1)  # a deletion and an insertion input per row

@@ -42,7 +42,7 @@ from agents import load_checkpoint
 from cli import UsageError, exit_on_bad_input, output_folder, pick_device
 from play import play_to
 from ppo_attention import Agent
-from saliency import explained_action, gradcam, gradcam_weights, target_label
+from saliency import Score, explained_action, gradcam, gradcam_weights, target_label
 
 LAYERS = ("attention", "attn_hidden", "conv3", "conv2", "conv1", "input")  # the tree's levels, top down
 MAX_DEPTH = len(LAYERS) - 1  # layers below the attention
@@ -280,8 +280,7 @@ def build_tree(
 def gradcam_map(agent: Agent, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     """Grad-CAM on conv3 (saliency.gradcam) for the logit of each row's action: x (B, 4, 84, 84) float input in
     [0, 1], action (B,) -> (B, 7, 7), >= 0. The map whose peaks are the roots of an agent without attention."""
-    none = torch.zeros(len(x), 0, dtype=torch.long, device=x.device)  # no attention heads, no peaks
-    return gradcam(agent, x, "action", [], none, torch.as_tensor(action, device=x.device), chunk=len(x))
+    return gradcam(agent, x, Score("action", torch.as_tensor(action, device=x.device)), chunk=len(x))
 
 
 def gradcam_roots(agent: Agent, activations: dict, roots: int, threshold: float, action: Optional[int]) -> tuple:
@@ -290,11 +289,9 @@ def gradcam_roots(agent: Agent, activations: dict, roots: int, threshold: float,
     x = activations["input"]
     logits = activations["logits"]
     chosen = torch.as_tensor([int(logits.argmax()) if action is None else action], device=x.device)
-    none = torch.zeros(1, 0, dtype=torch.long, device=x.device)  # no attention heads, no peaks
-    target = ("action", [], none, chosen)
     values, index, valid = find_peaks(gradcam_map(agent, x, chosen), roots, threshold)  # (1, roots)
     value, place = values[valid], index[valid]
-    alpha = gradcam_weights(agent, x, *target)[0].expand(len(place), -1)  # (N, 64), the same for every root
+    alpha = gradcam_weights(agent, x, Score("action", chosen))[0].expand(len(place), -1)  # (N, 64), every root's
     level = dict(head=torch.zeros_like(place), channel=chosen.expand(len(place)), y=place // 7, x=place % 7)
     return level | dict(r=value.unsqueeze(1), alpha=alpha), value
 

@@ -20,7 +20,9 @@ map per method:
   (sigma 3) under a Gaussian mask (sigma^2 = 25) at each point of a grid every `stride` px.
 
 Targets: `action` (the chosen action's logit; perturbation: all logits), `value` (V(s)),
-`attention` (log-attention at each head's peak; perturbation: the attention maps). For a DQN (a Q-value
+`attention` (log-attention at each head's peak; perturbation: the attention maps). A `Score` holds the target,
+as captum's `forward_func`: it maps the network's activations of a batch to one number per row, and
+`score[rows]` keeps each row's action and peak for the copies of an observation. For a DQN (a Q-value
 agent, see play.QValueAgent) the logits are the Q-values: `action` explains the greedy action's Q-value
 Q(s, a*), `value` max_a Q(s, a).
 
@@ -34,8 +36,8 @@ import functools
 import math
 import os
 import time
-from dataclasses import dataclass
-from typing import Literal, Optional
+from dataclasses import dataclass, replace
+from typing import Literal, Optional, get_args
 
 import numpy as np
 import torch
@@ -47,9 +49,11 @@ from cli import UsageError, exit_on_bad_input, output_folder, pick_device
 from play import play_to
 from ppo_attention import Agent
 
-METHODS = ("attention", "gradcam", "gradient", "smoothgrad", "vargrad", "ig_black", "ig_blur", "perturbation")
-TARGETS = ("action", "value", "attention")
 Method = Literal["attention", "gradcam", "gradient", "smoothgrad", "vargrad", "ig_black", "ig_blur", "perturbation"]
+Target = Literal["action", "value", "attention"]
+METHODS, TARGETS = get_args(Method), get_args(Target)
+GRID = 7  # conv3's maps and the attention are GRID x GRID
+PLACES = GRID * GRID  # places of that grid, each unit seeing a 36x36 receptive field
 FRAME_TITLES = ["game frame: max over the 4", "frame t-3", "frame t-2", "frame t-1", "frame t (newest)"]
 SHOWN = {  # what each map's numbers are, in words
     "attention": "attention mass of the\nunits that see a pixel",
@@ -75,7 +79,7 @@ class Args:
     """agent steps of the game to explain (0 = the first observation); one figure each"""
     method: tuple[Method, ...] = ()
     """maps to draw, one figure row each (default: all eight; attention only for agents that have it)"""
-    target: Literal["action", "value", "attention"] = "action"
+    target: Target = "action"
     """what the gradient and perturbation maps explain: the taken action's logit, V(s), or the attention peaks"""
     head: Optional[int] = None
     """one attention head for the attention map and target (default: all heads summed)"""
@@ -144,7 +148,7 @@ def paint_attention(attention: torch.Tensor) -> torch.Tensor:
     B, H = attention.shape[:2]
     size, stride = Agent.RECEPTIVE_FIELDS["attention"]
     kernel = attention.new_ones(1, 1, size, size)
-    return F.conv_transpose2d(attention.reshape(B * H, 1, 7, 7), kernel, stride=stride).view(B, H, 84, 84)
+    return F.conv_transpose2d(attention.reshape(B * H, 1, GRID, GRID), kernel, stride=stride).view(B, H, 84, 84)
 
 
 def bilinear_grid(grid: torch.Tensor) -> torch.Tensor:
@@ -155,11 +159,11 @@ def bilinear_grid(grid: torch.Tensor) -> torch.Tensor:
     centres); the painted drawing (`paint_attention`) gives a pixel the sum of the units that see it instead.
     """
     size, stride = Agent.RECEPTIVE_FIELDS["attention"]
-    n, G = 84, grid.shape[-1]
-    pos = ((torch.arange(n, dtype=grid.dtype, device=grid.device) - (size - 1) / 2) / stride).clamp(0, G - 1)
-    lo = pos.floor().long().clamp(max=G - 2)
+    n = 84
+    pos = ((torch.arange(n, dtype=grid.dtype, device=grid.device) - (size - 1) / 2) / stride).clamp(0, GRID - 1)
+    lo = pos.floor().long().clamp(max=GRID - 2)
     w = pos - lo  # (84,) weight of the upper neighbour
-    interp = torch.zeros(n, G, dtype=grid.dtype, device=grid.device)  # (84, 7) row weights
+    interp = torch.zeros(n, GRID, dtype=grid.dtype, device=grid.device)  # (84, 7) row weights
     interp[torch.arange(n), lo] = 1 - w
     interp[torch.arange(n), lo + 1] = w
     return interp @ grid @ interp.T
@@ -179,34 +183,74 @@ def as_float_input(agent: Agent, obs) -> torch.Tensor:
     return x.to(weight.dtype).div(255.0) if x.dtype == torch.uint8 else x.to(weight.dtype)
 
 
-def gradient_target(
-    activations: dict, target: str, heads: list, peak: torch.Tensor, action: torch.Tensor
-) -> torch.Tensor:
-    """The scalar each gradient method differentiates, one per row: (N,).
+@dataclass(frozen=True, eq=False)
+class Score:
+    """What a map explains, as captum's `forward_func`: the network's activations of N rows -> one number per row.
 
-    peak: (N, H) index in 0..48 of each head's peak on the clean input; action: (N,) action index.
-    A softmax map sums to 1 whatever the input, so `attention` uses log A_h[peak_h], not the plain sum.
+    target: `action` (the logit of each row's `action`), `value` (V(s)) or `attention` (log A_h[peak_h] at each
+    row's `peak`, summed over the heads, or of `head` alone). `score[rows]` is the score of some rows with their
+    own action and peak: the noisy or interpolated copies of observation b explain observation b's.
     """
-    if target == "value":
-        return activations["value"][:, 0]
-    if target == "action":
-        return activations["logits"].gather(1, action[:, None])[:, 0]
-    log_attention = F.log_softmax(activations["attn_logits"].flatten(2), dim=-1)  # (N, H, 49)
-    return log_attention.gather(2, peak[:, :, None])[:, heads, 0].sum(1)
+
+    target: Target
+    action: Optional[torch.Tensor] = None  # (N,) action index; needed by the action target
+    peak: Optional[torch.Tensor] = None  # (N, H) index in 0..48 of each head's peak; needed by the attention target
+    head: Optional[int] = None  # one attention head (default: all heads summed)
+
+    @classmethod
+    def explaining(cls, clean: dict, target: Target, head: Optional[int] = None, action=None) -> "Score":
+        """The score of a batch given its clean activations: each head's peak there, and `action` (int or (B,))
+        or, when None, each observation's greedy action."""
+        peak = clean["attn_logits"].flatten(2).argmax(-1)  # (B, H)
+        greedy = clean["logits"].argmax(-1)  # (B,)
+        action = greedy if action is None else torch.as_tensor(action, device=greedy.device).long().expand_as(greedy)
+        return cls(target, action, peak, head)
+
+    def __post_init__(self):
+        for target, needed in (("action", "action"), ("attention", "peak")):
+            if self.target == target and getattr(self, needed) is None:
+                raise ValueError(f"the {target} target needs each row's {needed}.")
+
+    def __getitem__(self, rows) -> "Score":
+        """The score of the rows `rows` (a slice or an index tensor) of the batch, each with its action and peak."""
+        action, peak = (None if v is None else v[rows] for v in (self.action, self.peak))
+        return replace(self, action=action, peak=peak)
+
+    def __call__(self, activations: dict) -> torch.Tensor:
+        """The scalar each gradient method differentiates, one per row: (N,).
+
+        A softmax map sums to 1 whatever the input, so `attention` uses log A_h[peak_h], not the plain sum.
+        """
+        if self.target == "value":
+            return activations["value"][:, 0]
+        if self.target == "action":
+            return activations["logits"].gather(1, self.action[:, None])[:, 0]
+        log_attention = F.log_softmax(activations["attn_logits"].flatten(2), dim=-1)  # (N, H, 49)
+        at_peak = log_attention.gather(2, self.peak[:, :, None])[:, :, 0]  # (N, H)
+        return at_peak.sum(1) if self.head is None else at_peak[:, self.head]
+
+    def outputs(self, activations: dict) -> torch.Tensor:
+        """The vector f whose change 1/2 ||f(I) - f(I')||^2 perturbation scores: (N, K), every logit (the action
+        target), V(s), or the attention maps (of `head`)."""
+        if self.target == "value":
+            return activations["value"]
+        if self.target == "action":
+            return activations["logits"]
+        attention = activations["attention"]  # (N, H, 7, 7)
+        return (attention if self.head is None else attention[:, self.head]).flatten(1)
 
 
-def input_gradients(agent, inputs, target, heads, peak, action) -> torch.Tensor:
-    """d target / d input of every row of inputs (N, 4, 84, 84), float input that may leave [0, 1]: (N, 4, 84, 84).
+def input_gradients(agent, inputs, score: Score) -> torch.Tensor:
+    """d score / d input of every row of inputs (N, 4, 84, 84), float input that may leave [0, 1]: (N, 4, 84, 84).
 
-    The rows do not interact, so one backward pass of the summed target gives every row's own gradient.
+    The rows do not interact, so one backward pass of the summed score gives every row's own gradient.
     """
     inputs = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
-        score = gradient_target(agent.activations(inputs, check=False), target, heads, peak, action)
-        return torch.autograd.grad(score.sum(), inputs)[0]
+        return torch.autograd.grad(score(agent.activations(inputs, check=False)).sum(), inputs)[0]
 
 
-def gradient_moments(agent, x, target, heads, peak, action, samples, noise, chunk, generator):
+def gradient_moments(agent, x, score: Score, samples, noise, chunk, generator):
     """Mean and variance over `samples` noisy copies of each observation's input gradient.
 
     The B * samples copies go through the network `chunk` at a time. Copy k of observation b gets the
@@ -221,7 +265,7 @@ def gradient_moments(agent, x, target, heads, peak, action, samples, noise, chun
         noisy = x[obs_of_row]  # (C, 4, 84, 84), a copy
         if noise > 0:  # Gaussian noise on the float input, no uint8 round trip
             noisy += noise * torch.randn(noisy.shape, generator=generator, device=x.device)
-        grad = input_gradients(agent, noisy, target, heads, peak[obs_of_row], action[obs_of_row]).double()
+        grad = input_gradients(agent, noisy, score[obs_of_row]).double()
         total.index_add_(0, obs_of_row, grad)
         total_sq.index_add_(0, obs_of_row, grad * grad)
     mean = total / n
@@ -229,11 +273,11 @@ def gradient_moments(agent, x, target, heads, peak, action, samples, noise, chun
     return mean.to(x.dtype), var.to(x.dtype)
 
 
-def integrated_gradients(agent, x, baseline, target, heads, peak, action, steps, chunk) -> torch.Tensor:
+def integrated_gradients(agent, x, baseline, score: Score, steps, chunk) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) of each observation: (B, 4, 84, 84), signed.
 
     (x - x') times the mean of the input gradient at x' + alpha_k (x - x'), alpha_k = (k + 1/2) / steps for
-    k = 0 .. steps - 1 (the midpoint rule). Completeness: the attributions sum to target(x) - target(x'), up to
+    k = 0 .. steps - 1 (the midpoint rule). Completeness: the attributions sum to score(x) - score(x'), up to
     the rule's error. The B * steps points go through the network `chunk` at a time.
     """
     B = x.shape[0]
@@ -242,36 +286,35 @@ def integrated_gradients(agent, x, baseline, target, heads, peak, action, steps,
         rows = torch.arange(start, min(start + chunk, B * steps), device=x.device)
         b, alpha = rows // steps, ((rows % steps).to(x.dtype) + 0.5) / steps
         points = baseline[b] + alpha.view(-1, 1, 1, 1) * (x[b] - baseline[b])  # (C, 4, 84, 84), inside [0, 1]
-        total.index_add_(0, b, input_gradients(agent, points, target, heads, peak[b], action[b]).double())
+        total.index_add_(0, b, input_gradients(agent, points, score[b]).double())
     return ((x - baseline).double() * total / steps).to(x.dtype)
 
 
-def gradcam(agent, x, target, heads, peak, action, chunk) -> torch.Tensor:
+def gradcam(agent, x, score: Score, chunk) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017) on conv3's 7x7 grid: (B, 7, 7), >= 0.
 
     A: conv3's maps as every layer above reads them, (B, 64, 7, 7): `features`, the output after its ReLU,
     L2-normalised over the channels at each place in an agent with attention (both the attention module and
     the masked features read that), conv3's rectified output itself in a plain Nature CNN. alpha_k = mean
-    over the 49 places of d target / d A_k; the map is ReLU(sum_k alpha_k A_k). Not the raw conv3 output of
+    over the 49 places of d score / d A_k; the map is ReLU(sum_k alpha_k A_k). Not the raw conv3 output of
     an attention agent: what reads it is blind to its scale at each place, so there the gradient is
-    orthogonal to it, sum_k (d target / d A_k(p)) A_k(p) = 0, and the map is mostly noise. (captum's
+    orthogonal to it, sum_k (d score / d A_k(p)) A_k(p) = 0, and the map is mostly noise. (captum's
     LayerGradCam on the conv3 module would take A before the ReLU.)
     """
     maps = []
     for start in range(0, x.shape[0], chunk):
         rows = slice(start, start + chunk)
-        alpha, features = gradcam_weights(agent, x[rows], target, heads, peak[rows], action[rows])
+        alpha, features = gradcam_weights(agent, x[rows], score[rows])
         maps.append(F.relu((alpha[:, :, None, None] * features).sum(1)))
     return torch.cat(maps)
 
 
-def gradcam_weights(agent, x, target, heads, peak, action) -> tuple:
-    """Grad-CAM's alpha (B, 64), the mean over the 49 places of d target / d A_k, and A (B, 64, 7, 7) (see
+def gradcam_weights(agent, x, score: Score) -> tuple:
+    """Grad-CAM's alpha (B, 64), the mean over the 49 places of d score / d A_k, and A (B, 64, 7, 7) (see
     `gradcam`): the map at place p is ReLU(sum_k alpha_k A_k(p)), channel k's share alpha_k A_k(p)."""
     with torch.enable_grad():
         a = agent.activations(x, check=False)
-        score = gradient_target(a, target, heads, peak, action)
-        (grad,) = torch.autograd.grad(score.sum(), a["features"])
+        (grad,) = torch.autograd.grad(score(a).sum(), a["features"])
     return grad.mean((2, 3)), a["features"].detach()
 
 
@@ -310,28 +353,20 @@ def upsample_grid(scores: torch.Tensor, stride: int, size: int = 84) -> torch.Te
     return interp @ scores @ interp.T
 
 
-def perturbation_outputs(activations: dict, target: str, heads: list) -> torch.Tensor:
-    """The vector f whose change 1/2 ||f(I) - f(I')||^2 perturbation scores: (N, K)."""
-    if target == "value":
-        return activations["value"]
-    if target == "action":
-        return activations["logits"]
-    return activations["attention"][:, heads].flatten(1)
-
-
 @torch.inference_mode()
-def perturbation_saliency(agent, x, target, heads, stride, chunk) -> torch.Tensor:
-    """Greydanus et al. 2018 scores on a grid every `stride` px, upsampled: (B, 84, 84)."""
+def perturbation_saliency(agent, x, score: Score, stride, chunk) -> torch.Tensor:
+    """Greydanus et al. 2018 scores on a grid every `stride` px, upsampled: (B, 84, 84). The vector f is
+    score.outputs (every logit, V(s) or the attention maps), the same for every row."""
     masks = perturbation_masks(stride, str(x.device))  # (P, 1, 84, 84), computed once per stride
     P, B = masks.shape[0], x.shape[0]
-    clean = perturbation_outputs(agent.activations(x), target, heads)  # (B, K)
+    clean = score.outputs(agent.activations(x))  # (B, K)
     change = gaussian_blur(x) - x  # I' = I + M (blur(I) - I): (B, 4, 84, 84)
     scores = torch.empty(B * P, dtype=x.dtype, device=x.device)
     for start in range(0, B * P, chunk):
         rows = torch.arange(start, min(start + chunk, B * P), device=x.device)
         b, p = rows // P, rows % P
         perturbed = x[b] + masks[p] * change[b]  # (C, 4, 84, 84): same mask on the 4 stacked frames
-        out = perturbation_outputs(agent.activations(perturbed, check=False), target, heads)
+        out = score.outputs(agent.activations(perturbed, check=False))
         scores[rows] = 0.5 * (out - clean[b]).pow(2).sum(1)
     return upsample_grid(scores.view(B, math.isqrt(P), math.isqrt(P)), stride)
 
@@ -366,31 +401,25 @@ def saliency_maps(
     for method in methods:
         check_options(agent, method, target, head, action, samples, noise, stride, chunk, ig_steps)
     x = as_float_input(agent, obs)  # (B, 4, 84, 84) in [0, 1]
-    heads = list(range(agent.attn_heads)) if head is None else [head]
     with torch.inference_mode():
         clean = agent.activations(x)
-    peak = clean["attn_logits"].flatten(2).argmax(-1)  # (B, H) index of each head's peak, 0..48
-    greedy = clean["logits"].argmax(-1)  # (B,)
-    action = greedy if action is None else torch.as_tensor(action, device=x.device).long().expand_as(greedy)
-    maps, args = {}, (target, heads, peak, action)
+    score, maps = Score.explaining(clean, target, head, action), {}
     if "attention" in methods:
-        painted = paint_attention(clean["attention"][:, heads]).sum(1, keepdim=True)  # (B, 1, 84, 84)
-        maps["attention"] = painted.expand_as(x).clone()
+        attention = clean["attention"] if head is None else clean["attention"][:, head : head + 1]  # (B, H, 7, 7)
+        maps["attention"] = paint_attention(attention).sum(1, keepdim=True).expand_as(x).clone()
     if "gradcam" in methods:
-        maps["gradcam"] = paint_attention(gradcam(agent, x, *args, chunk)[:, None]).expand_as(x).clone()
+        maps["gradcam"] = paint_attention(gradcam(agent, x, score, chunk)[:, None]).expand_as(x).clone()
     if "perturbation" in methods:
-        maps["perturbation"] = (
-            perturbation_saliency(agent, x, target, heads, stride, chunk)[:, None].expand_as(x).clone()
-        )
+        maps["perturbation"] = perturbation_saliency(agent, x, score, stride, chunk)[:, None].expand_as(x).clone()
     if "gradient" in methods:
-        mean, _ = gradient_moments(agent, x, *args, 1, 0.0, chunk, generator)
+        mean, _ = gradient_moments(agent, x, score, 1, 0.0, chunk, generator)
         maps["gradient"] = mean if signed else mean.abs()
     if "smoothgrad" in methods or "vargrad" in methods:  # one pass over the noisy copies for both
-        mean, var = gradient_moments(agent, x, *args, samples, noise, chunk, generator)
+        mean, var = gradient_moments(agent, x, score, samples, noise, chunk, generator)
         maps["smoothgrad"], maps["vargrad"] = mean if signed else mean.abs(), var
     for method, baseline in (("ig_black", torch.zeros_like), ("ig_blur", gaussian_blur)):
         if method in methods:
-            ig = integrated_gradients(agent, x, baseline(x), *args, ig_steps, chunk)
+            ig = integrated_gradients(agent, x, baseline(x), score, ig_steps, chunk)
             maps[method] = ig if signed else ig.abs()
     return {m: maps[m] for m in methods}
 
@@ -454,7 +483,7 @@ class AnyPolicy(torch.nn.Module):
             out["logits"] = outputs
         if "conv3" in out:  # what Grad-CAM reads: in a plain Nature CNN, conv3's rectified maps
             out.setdefault("features", out["conv3"])
-        out["attention"] = out["attn_logits"] = x.new_zeros(x.shape[0], 0, 7, 7)
+        out["attention"] = out["attn_logits"] = x.new_zeros(x.shape[0], 0, GRID, GRID)
         return out
 
     def forward(self, x: torch.Tensor) -> tuple:  # (logits, value or None, attention (B, 0, 7, 7)), as the Agent's

@@ -22,7 +22,6 @@ Extra training flags for every run go after `--`, e.g. `-- --num-envs 2 --num-st
 
 import csv
 import dataclasses
-import difflib
 import glob
 import json
 import os
@@ -139,22 +138,17 @@ def check_grid(cfg: Grid) -> None:
 
 
 def check_env_ids(env_ids) -> None:
-    """Each id must be an ale-py game with a fixed frame skip and pixels, as ppo_attention.py needs."""
-    import ale_py
-    import gymnasium as gym
+    """Each id must be an ale-py game with a fixed frame skip and pixels, as ppo_attention.py needs (atari_env.py
+    says which; its import is slow, so it is imported only here)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's root
+    from atari_env import resolve_atari_id
+    from cli import UsageError
 
-    gym.register_envs(ale_py)
-    usable = [
-        k
-        for k, spec in gym.registry.items()
-        if spec.entry_point == "ale_py.env:AtariEnv"
-        and spec.kwargs.get("obs_type", "rgb") == "rgb"
-        and isinstance(spec.kwargs.get("frameskip", 1), int)
-    ]
     for env_id in env_ids:
-        if env_id not in usable:
-            close = difflib.get_close_matches(env_id, usable, n=3, cutoff=0.6) or ["BreakoutNoFrameskip-v4"]
-            raise SweepError(f"'{env_id}' is not an Atari game id the sweep can train on; try {' or '.join(close)}.")
+        try:
+            resolve_atari_id(env_id)
+        except UsageError as e:
+            raise SweepError(str(e)) from None
 
 
 def grid_of(cfg: Grid) -> dict:

@@ -37,9 +37,9 @@ def ppo_loss_on_rows(newlogprob, entropy, newvalue, attn_entropy, minibatch: dic
     shuffled mb_inds scatter them: the loss must read the batch at mb_inds."""
     n = len(newlogprob)
     mb_inds = torch.arange(2 * n - 1, 0, -2)  # (N,): rows 2N - 1, 2N - 3, ..., 1
-    batch = {k: torch.full((2 * n,), 99.0).index_copy(0, mb_inds, v.detach().float()) for k, v in minibatch.items()}
-    b = [batch[k] for k in ("logprobs", "advantages", "returns", "values")]
-    return ppo_loss(newlogprob, entropy, newvalue, attn_entropy, *b, mb_inds, args)
+    rollout = [minibatch[k].detach().float() for k in ("logprobs", "advantages", "returns", "values")]
+    batch = [torch.full((2 * n,), 99.0).index_copy(0, mb_inds, v) for v in rollout]  # b_logprobs, ..., b_values
+    return ppo_loss(newlogprob, entropy, newvalue, attn_entropy, *batch, mb_inds, args)
 
 
 @pytest.fixture(scope="session")

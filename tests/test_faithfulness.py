@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from faithfulness import (
     GEOMETRY_FLOORS,
     INPUT_FLOORS,
     Args,
+    Method,
     area_under_curve,
     cascade,
     explained_actions,
@@ -45,7 +47,7 @@ from faithfulness import (
 )
 from play import mean_and_se
 from ppo_attention import Agent
-from saliency import bilinear_grid, gaussian_blur, paint_attention, saliency_maps
+from saliency import METHODS, bilinear_grid, gaussian_blur, paint_attention, saliency_maps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ["actor+critic", "fc", "attention", "conv3", "conv2", "conv1"]
@@ -143,6 +145,11 @@ def test_a_map_of_what_the_network_sees_beats_random_and_random_beats_the_rest(b
     assert quadrant["deletion_prob"] < random["deletion_prob"] < others["deletion_prob"]
     assert quadrant["insertion_prob"] > random["insertion_prob"] > others["insertion_prob"]  # comes back sooner
     assert quadrant["insertion_kl"] < random["insertion_kl"] < others["insertion_kl"]
+
+
+def test_the_method_choices_are_saliencys_maps_then_the_drawings_and_floors():
+    assert get_args(Method) == ALL_METHODS and ALL_METHODS[: len(METHODS)] == METHODS
+    assert len(set(ALL_METHODS)) == len(ALL_METHODS) == len(METHODS) + 2 + len(FLOORS)
 
 
 def test_area_is_the_trapezoid_rule():

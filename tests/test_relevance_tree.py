@@ -34,7 +34,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def cli(argv):
-    from play import exit_on_bad_input
+    from cli import exit_on_bad_input
 
     return exit_on_bad_input(main, argv)
 
@@ -480,13 +480,13 @@ def test_a_tree_without_attention_starts_at_grad_cams_peaks(tiny_baseline_checkp
     """The roots are the peaks of saliency.gradcam for the action's logit, with its values; each root's conv3
     children are the channels k with the largest alpha_k A_k(p), and they share the root's relevance by them.
     Every action of every observation: the tree explains the action asked for (a map of zeros: no tree)."""
-    from saliency import gradcam, gradcam_weights
+    from saliency import Score, gradcam, gradcam_weights
 
     baseline, trees = load_checkpoint(tiny_baseline_checkpoint)[0], 0
     for obs, action in ((o, a) for o in observations for a in range(baseline.n_actions)):
         x = torch.as_tensor(obs)[None].float() / 255
-        target = ("action", [], torch.zeros(1, 0, dtype=torch.long), torch.tensor([action]))
-        cam = gradcam(baseline, x, *target, chunk=1)[0]  # (7, 7)
+        score = Score("action", torch.tensor([action]))
+        cam = gradcam(baseline, x, score, chunk=1)[0]  # (7, 7)
         tree = build_tree(baseline, obs, roots=3, children=4, action=action)
         assert bool(tree) == bool(cam.max() > 0)
         trees += bool(tree)
@@ -494,7 +494,7 @@ def test_a_tree_without_attention_starts_at_grad_cams_peaks(tiny_baseline_checkp
         values, index, valid = find_peaks(cam[None], 3, 0.1)
         assert [r["y"] * 7 + r["x"] for r in tree] == index[valid].tolist()  # pytest 9 approx takes no tuples
         assert [r["relevance"] for r in tree] == pytest.approx(values[valid].tolist())
-        alpha, features = gradcam_weights(baseline, x, *target)
+        alpha, features = gradcam_weights(baseline, x, score)
         for root in tree:
             share = (alpha[0] * features[0, :, root["y"], root["x"]]).clamp(min=0)  # (64,) channel k's part
             children = root["children"]

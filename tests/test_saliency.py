@@ -1,5 +1,6 @@
 """Tests of saliency.py: the maths of each method against simple references, the CLI end to end, bad input."""
 
+import math
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from agents import load_checkpoint
 from ppo_attention import Agent
-from saliency import METHODS, gaussian_blur, gradcam, main, paint_attention, saliency_map, saliency_maps
+from saliency import METHODS, Score, gaussian_blur, gradcam, main, paint_attention, saliency_map, saliency_maps
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # the functions must work where the agent is
 
@@ -22,7 +23,7 @@ TARGETS = ("attention", "action", "value")
 
 def cli(argv):
     """The command line in this process, as `python saliency.py` runs it."""
-    from play import exit_on_bad_input
+    from cli import exit_on_bad_input
 
     return exit_on_bad_input(main, argv)
 
@@ -125,6 +126,70 @@ def test_gradients_are_zero_on_frames_the_network_ignores(agent):
         assert float(m[0, :3].abs().max()) == 0.0 and float(m[0, 3].max()) > 0, method
 
 
+# ----------------------------------------------------------------------------- the score: what a map explains
+
+
+def made_up_activations(rows=4, heads=2, actions=5, seed=0) -> dict:
+    """Activations of `rows` rows as a network gives them, random: logits, V(s), attention logits and maps."""
+    g = torch.Generator().manual_seed(seed)
+    attn_logits = torch.randn(rows, heads, 7, 7, generator=g, dtype=torch.float64)
+    attention = attn_logits.flatten(2).softmax(-1).view_as(attn_logits)
+    logits = torch.randn(rows, actions, generator=g, dtype=torch.float64)
+    return dict(logits=logits, value=torch.randn(rows, 1, generator=g), attn_logits=attn_logits, attention=attention)
+
+
+def test_score_is_each_rows_logit_value_or_log_attention_at_its_peaks():
+    """Against a plain loop: logit[n, action[n]], V(s), and sum over the chosen heads of log A_h[peak_h] with A_h
+    the softmax of head h's 49 logits, log(exp(z_p) / sum_q exp(z_q)) written out."""
+    a = made_up_activations()
+    action, peak = torch.tensor([4, 0, 2, 2]), torch.tensor([[0, 48], [7, 7], [30, 1], [12, 40]])
+    z = a["attn_logits"].flatten(2)  # (4, 2, 49)
+
+    def log_attention(n, h):
+        return float(z[n, h, peak[n, h]]) - math.log(sum(math.exp(float(v)) for v in z[n, h]))
+
+    for head, heads in ((None, (0, 1)), (1, (1,))):
+        score = Score("attention", action, peak, head)
+        expected = [sum(log_attention(n, h) for h in heads) for n in range(4)]
+        assert score(a).tolist() == pytest.approx(expected, rel=1e-12)
+        assert score.outputs(a).equal(a["attention"][:, list(heads)].flatten(1))  # (4, 49 x heads)
+    assert Score("action", action)(a).tolist() == [float(a["logits"][n, action[n]]) for n in range(4)]
+    assert Score("action", action).outputs(a).equal(a["logits"])  # perturbation: every logit
+    assert Score("value")(a).equal(a["value"][:, 0]) and Score("value").outputs(a).equal(a["value"])
+    for target in ("action", "attention"):  # each needs its rows' action or peak
+        with pytest.raises(ValueError, match=f"the {target} target needs"):
+            Score(target)
+
+
+def test_score_rows_keep_each_rows_action_and_peak():
+    """score[rows] of the copies' activations is score of the observations they copy: row i of the copies gets
+    observation rows[i]'s action and peak (index tensors as the noisy and interpolated copies use, and slices)."""
+    a = made_up_activations(rows=3)
+    score = Score("attention", torch.tensor([1, 3, 0]), torch.tensor([[5, 9], [20, 48], [0, 33]]))
+    for rows in (torch.tensor([2, 0, 0, 1, 2]), slice(1, 3)):
+        copies = {name: value[rows] for name, value in a.items()}
+        picked = score[rows]
+        assert picked.action.equal(score.action[rows]) and picked.peak.equal(score.peak[rows])
+        for target in ("action", "value", "attention"):
+            same = Score(target, score.action, score.peak)
+            torch.testing.assert_close(same[rows](copies), same(a)[rows], rtol=0, atol=0)
+
+
+def test_each_observation_of_a_batch_explains_its_own_action(agent):
+    """A batch of two observations explaining different actions, the rows of IG's path and Grad-CAM's chunks
+    straddling them, gives each observation the map it gets alone."""
+    obs, action = random_obs(2, seed=18), [0, agent.n_actions - 1]
+    methods = ("gradcam", "gradient", "ig_black")
+    batch = saliency_maps(agent, obs, methods, "action", action=action, ig_steps=3, chunk=4, signed=True)
+    for b in range(2):
+        alone = saliency_maps(agent, obs[b : b + 1], methods, "action", action=action[b], ig_steps=3, signed=True)
+        for method in methods:
+            scale = float(alone[method].abs().max())
+            torch.testing.assert_close(batch[method][b : b + 1], alone[method], rtol=1e-4, atol=1e-4 * scale)
+    other = saliency_map(agent, obs[:1], "gradient", "action", action=action[1], signed=True)  # the other action
+    assert not torch.allclose(batch["gradient"][:1], other, rtol=1e-2, atol=1e-2 * float(other.abs().max()))
+
+
 # ----------------------------------------------------------------------------- Grad-CAM and Integrated Gradients
 # captum is the reference (a test dependency only). Tolerance of every comparison: 1e-4 of the largest value plus
 # 1e-4 relative; float32 sums taken in another order (captum's batches, ours) differ by ~1e-6 of the scale.
@@ -145,7 +210,7 @@ def grad_cam_args(model, obs):
     with torch.no_grad():
         a = model.activations(x)
     peak, action = a["attn_logits"].flatten(2).argmax(-1), a["logits"].argmax(-1)
-    return x, ("action", list(range(model.attn_heads)), peak, action), action
+    return x, Score("action", action, peak), action
 
 
 def test_gradcam_of_a_plain_cnn_matches_captum_on_the_rectified_conv3_maps(tiny_baseline_checkpoint):
@@ -157,9 +222,9 @@ def test_gradcam_of_a_plain_cnn_matches_captum_on_the_rectified_conv3_maps(tiny_
     a = agent
     cnn = torch.nn.Sequential(a.conv1, torch.nn.ReLU(), a.conv2, torch.nn.ReLU(), a.conv3, torch.nn.ReLU(),
                               torch.nn.Flatten(), a.fc, torch.nn.ReLU(), a.actor)  # fmt: skip
-    x, args, action = grad_cam_args(agent, random_obs(3, seed=11))
+    x, score, action = grad_cam_args(agent, random_obs(3, seed=11))
     torch.testing.assert_close(cnn(x), agent(x)[0])  # the same network
-    ours = gradcam(agent, x, *args, chunk=2)  # (3, 7, 7), two chunks
+    ours = gradcam(agent, x, score, chunk=2)  # (3, 7, 7), two chunks
     on_relu = captum.LayerGradCam(cnn, cnn[5]).attribute(x, target=action, relu_attributions=True)
     captum_close(ours, on_relu[:, 0])
     assert float((agent.activations(x)["conv3"] == 0).float().mean()) > 0.1  # the ReLU matters here
@@ -173,8 +238,8 @@ def test_gradcam_of_the_attention_agent_matches_captum_on_the_normalised_feature
     per place: the input of attn_hidden, and of the masked features too. captum's LayerGradCam on attn_hidden's
     input keeps that very tensor, so its gradient takes both paths: the reference."""
     captum = pytest.importorskip("captum.attr")
-    x, args, action = grad_cam_args(agent, random_obs(3, seed=12))
-    ours = gradcam(agent, x, *args, chunk=128)
+    x, score, action = grad_cam_args(agent, random_obs(3, seed=12))
+    ours = gradcam(agent, x, score, chunk=128)
     reference = captum.LayerGradCam(logits_of(agent), agent.attn_hidden).attribute(
         x, target=action, relu_attributions=True, attribute_to_layer_input=True
     )
@@ -195,10 +260,10 @@ def test_why_not_the_raw_conv3_maps_of_the_attention_agent(agent):
 
 def test_gradcam_map_is_painted_like_the_attention(agent):
     obs = random_obs(2, seed=13)
-    x, args, _ = grad_cam_args(agent, obs)
+    x, score, _ = grad_cam_args(agent, obs)
     m = saliency_map(agent, obs, "gradcam")
     assert m.shape == (2, 4, 84, 84) and torch.equal(m[:, 0], m[:, 3])
-    torch.testing.assert_close(m[:, 0], paint_attention(gradcam(agent, x, *args, chunk=128)[:, None])[:, 0])
+    torch.testing.assert_close(m[:, 0], paint_attention(gradcam(agent, x, score, chunk=128)[:, None])[:, 0])
 
 
 @pytest.mark.parametrize("baseline", ["black", "blur"])
