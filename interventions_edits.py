@@ -17,8 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ppo_attention import Agent
+from saliency import PLACES  # 49: the places of the attention's 7x7 grid
 
-PLACES = 49  # the 7x7 grid of the attention
 RF_SIZE, RF_STRIDE = Agent.RECEPTIVE_FIELDS["conv3"]  # 36, 8: unit (y, x) sees rows [8y, 8y + 36)
 NEAREST_PLACE = np.clip(np.round((np.arange(84) + 0.5 - RF_SIZE / 2) / RF_STRIDE), 0, 6).astype(int)  # by pixel
 FAR = 3  # "far from an object": 3 or more places away along a row or a column (Chebyshev distance on the 7x7 grid)
