@@ -42,12 +42,15 @@ Every mean is over states with a standard error over games (cluster-robust: stat
 independent). Huber et al. 2021 (arXiv 2101.07312) compared saliency methods for Atari agents with insertion,
 sanity checks and run time.
 
+This file holds the states, deletion and insertion, the sanity checks and the command line; the maps are made in
+faithfulness_maps.py, the object grounding is in faithfulness_grounding.py, the tables, CSV and figures in
+faithfulness_report.py.
+
     python faithfulness.py --checkpoint runs/<run_name>/run.pt
 """
 
 import collections
 import copy
-import csv
 import json
 import os
 import time
@@ -60,30 +63,26 @@ import tyro
 
 from agents import load_checkpoint, log_action_probabilities, played_policy
 from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
-from play import box_in_observation, mean_and_se, play, plus_minus
-from ppo_attention import Agent, layer_init
-from saliency import (
-    METHODS,
-    Score,
-    as_float_input,
-    bilinear_grid,
-    check_options,
-    collapse_frames,
-    gaussian_blur,
-    gradcam,
-    paint_attention,
-    saliency_maps,
+from faithfulness_grounding import grid_grounding, grounding, latest_boxes, object_masks
+from faithfulness_maps import (
+    ALL_METHODS,
+    BILINEAR,
+    CURVES,
+    FLOORS,
+    GEOMETRY_FLOORS,
+    GRID_METHODS,
+    HIGHER_IS_BETTER,
+    INPUT_FLOORS,
+    Method,
+    explanation_maps,
+    floor_maps,
+    grid_maps,
 )
+from faithfulness_report import EXPLAINED, print_report, save_csv, save_figure, save_object_figure
+from play import mean_and_se, play
+from ppo_attention import layer_init
+from saliency import as_float_input, check_options, gaussian_blur, paint_attention
 
-GRID_METHODS = ("attention", "gradcam")  # maps on conv3's 7x7 grid, drawn onto the input
-BILINEAR = ("attention_bilinear", "gradcam_bilinear")  # the same maps drawn bilinearly between field centres
-GEOMETRY_FLOORS = ("random", "painted_uniform", "painted_dirichlet", "bilinear_dirichlet")
-INPUT_FLOORS = ("edge", "intensity", "frame_difference")
-FLOORS = (*GEOMETRY_FLOORS, *INPUT_FLOORS)
-ALL_METHODS = (*METHODS, *BILINEAR, *FLOORS)
-Method = Literal[ALL_METHODS]
-CURVES = ("deletion_kl", "deletion_prob", "insertion_prob", "insertion_kl")
-HIGHER_IS_BETTER = {"deletion_kl": True, "deletion_prob": False, "insertion_prob": True, "insertion_kl": False}
 CASCADE = (  # re-initialised from the output down, cumulatively: (label, layers)
     ("actor+critic", ("actor", "critic")),
     ("fc", ("fc",)),
@@ -102,8 +101,6 @@ Q_VALUES = (
 )
 INIT_STD = {"actor": 0.01, "critic": 1.0}  # the training script's layer_init; sqrt(2) for every other layer
 PIXELS = 84 * 84  # the places deletion and insertion replace: pixels
-FIELD, STRIDE = Agent.RECEPTIVE_FIELDS["attention"]  # unit (y, x) of the 7x7 grid sees pixels [8y, 8y + 36)
-EQUAL = 1e-6  # values of a map within this fraction of its maximum are equal (float sums of painted maps)
 
 
 @dataclass
@@ -175,7 +172,7 @@ def check_args(args: Args) -> None:
     check_options(None, "smoothgrad", "action", None, None, args.samples, 0.15, args.stride, args.chunk, args.ig_steps)
 
 
-# ----------------------------------------------------------------------------- states and maps
+# ----------------------------------------------------------------------------- states
 
 
 def sample_states(agent, env_id: str, args: Args, progress, env_options: Optional[dict] = None) -> tuple:
@@ -222,97 +219,6 @@ def explained_actions(logits: torch.Tensor, taken: torch.Tensor, explain: str) -
     decision; for a low-probability sampled action, deleting what matters can even raise its probability) or
     the one the agent took (`taken`)."""
     return logits.argmax(-1) if explain == "greedy" else taken
-
-
-def floor_maps(method: str, n: int, heads: int, generator: torch.Generator, x=None) -> torch.Tensor:
-    """n maps (n, 84, 84) of a floor, drawn with `generator` (on its device); heads: random 7x7 maps per state;
-    x (n, 4, 84, 84) float input in [0, 1]: the input the input floors are computed from (no model)."""
-    device = generator.device
-    if method == "edge":  # the frames' edges: what blurring removes
-        return collapse_frames((x - gaussian_blur(x)).abs())
-    if method == "intensity":  # the frames themselves: bright pixels first
-        return collapse_frames(x)
-    if method == "frame_difference":  # what moved between consecutive stacked frames
-        return (x[:, 1:] - x[:, :-1]).abs().amax(1)
-    if method == "random":
-        return torch.rand((n, 84, 84), generator=generator, device=device)
-    if method == "painted_uniform":
-        return paint_attention(torch.full((1, heads, 7, 7), 1 / 49, device=device)).sum(1).expand(n, 84, 84)
-    exponential = -torch.rand((n, heads, 49), generator=generator, device=device).clamp_min(1e-12).log()
-    dirichlet = (exponential / exponential.sum(-1, keepdim=True)).view(
-        n, heads, 7, 7
-    )  # normalised Exp(1): Dirichlet(1)
-    return (paint_attention if method == "painted_dirichlet" else bilinear_grid)(dirichlet).sum(1)
-
-
-def grid_maps(agent, x: torch.Tensor, actions: torch.Tensor, chunk: int, methods=GRID_METHODS) -> dict:
-    """The maps on conv3's 7x7 grid: {"attention": (S, H, 7, 7) each head's softmax map (not for an agent without an
-    attention module), "gradcam": (S, 1, 7, 7) Grad-CAM of the explained action's logit (saliency.gradcam)}, those
-    of `methods`."""
-    grids = {}
-    if "gradcam" in methods:
-        grids["gradcam"] = gradcam(agent, x, Score("action", actions), chunk)[:, None].detach()
-    if "attention" in methods and agent.attn_heads:
-        with torch.no_grad():
-            grids["attention"] = agent.activations(x)["attention"]
-    return grids
-
-
-def explanation_maps(agent, obs, actions, methods, args: Args, floors: torch.Generator) -> tuple:
-    """({method: relevance (S, 84, 84)} explaining each state's action, {method: seconds per state},
-    {ig method: (S,) |sum of the attributions - (f(x) - f(x'))| / |f(x) - f(x')|, Integrated Gradients'
-    completeness error}, {grid method: (S, H, 7, 7)} the 7x7 maps before drawing).
-
-    Gradient maps differentiate the explained action's logit; perturbation scores the change of all logits.
-    The 7x7 maps are painted (saliency.paint_attention, as saliency.py draws them) or drawn bilinearly
-    (saliency.bilinear_grid), heads summed. The noise of SmoothGrad and VarGrad (one shared pass, whose time
-    counts for both) is seeded afresh with `seed` at every call: a retrained or re-initialised model gets the
-    same noisy copies. The random floors take their next draws from `floors`. Each map is |map| maxed over the
-    4 frames.
-    """
-    maps, seconds, incomplete, device = {}, {}, {}, obs.device
-    x = obs.float() / 255
-    with torch.no_grad():
-        agent(obs[:1])  # warm-up: one-time costs are not the first method's
-    grids, grid_seconds = {}, {}
-    for method in GRID_METHODS:  # each 7x7 map once, for both drawings
-        if method in methods or f"{method}_bilinear" in methods:
-            start = time.perf_counter()
-            grids |= grid_maps(agent, x, actions, args.chunk, (method,))
-            grid_seconds[method] = (time.perf_counter() - start) / len(obs)
-    for method in methods:
-        if method in maps:  # vargrad, computed with smoothgrad
-            continue
-        start = time.perf_counter()
-        if method in FLOORS:
-            new = {method: floor_maps(method, len(obs), max(agent.attn_heads, 1), floors, x)}
-        elif method in (*GRID_METHODS, *BILINEAR):
-            grid = grids[method.removesuffix("_bilinear")]
-            new = {method: (bilinear_grid if method in BILINEAR else paint_attention)(grid).sum(1)}
-        else:
-            shared = [m for m in ("smoothgrad", "vargrad") if m in methods]
-            group = shared if method in shared else [method]
-            noise = torch.Generator(device=device).manual_seed(args.seed)
-            settings = dict(samples=args.samples, stride=args.stride, chunk=args.chunk, ig_steps=args.ig_steps)
-            new = saliency_maps(agent, obs, group, "action", action=actions, signed=True, generator=noise, **settings)
-            if method.startswith("ig_"):
-                with torch.no_grad():
-                    ends = [agent(end)[0].gather(1, actions[:, None])[:, 0] for end in (x, baseline_of(method, x))]
-                change = ends[0] - ends[1]
-                error = (new[method].flatten(1).sum(1) - change).abs() / change.abs().clamp_min(1e-12)
-                incomplete[method] = error.cpu().numpy()
-            new = {m: collapse_frames(v.abs()) for m, v in new.items()}  # (S, 4, 84, 84) -> (S, 84, 84)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        for m, v in new.items():
-            maps[m], seconds[m] = v, (time.perf_counter() - start) / len(obs)
-            seconds[m] += grid_seconds.get(m.removesuffix("_bilinear"), 0.0)  # the 7x7 map, then its drawing
-    return maps, seconds, incomplete, grids
-
-
-def baseline_of(method: str, x: torch.Tensor) -> torch.Tensor:
-    """The baseline x' of an Integrated Gradients method: black or the blurred frames."""
-    return torch.zeros_like(x) if method == "ig_black" else gaussian_blur(x)
 
 
 # ----------------------------------------------------------------------------- deletion and insertion
@@ -531,141 +437,7 @@ def seeds_and_games(values: np.ndarray, games) -> dict:
     return dict(value=value, se=float(np.sqrt(se_seeds**2 + se_games**2)), seeds=[float(v) for v in by_seed])
 
 
-# ----------------------------------------------------------------------------- the game's objects
-
-
-def object_masks(objects: list, margin: int) -> dict:
-    """{object name: (S, 84, 84) bool}: where each object is in the 4 stacked frames of each state, its box in
-    each frame put into the observation (play.box_in_observation) and grown by `margin` px, joined over the
-    frames. An object in none of a state's frames has an empty mask there. {} for a game without objects."""
-    names = sorted({name for state in objects for frame in state for name in frame})
-    masks = {name: np.zeros((len(objects), 84, 84), bool) for name in names}
-    for s, state in enumerate(objects):
-        for frame in state:
-            for name, box in frame.items():
-                if box is not None:
-                    y0, x0, y1, x1 = box_in_observation(box, margin)
-                    masks[name][s, y0:y1, x0:x1] = True
-    return masks
-
-
-def latest_boxes(objects: list) -> dict:
-    """{object name: (S, 4) float (y0, x0, y1, x1)}: each object's box in the observation (end-exclusive, no margin)
-    in the newest of a state's 4 stacked frames that shows it, where it is now; nan where no frame shows it."""
-    names = sorted({name for state in objects for frame in state for name in frame})
-    boxes = {name: np.full((len(objects), 4), np.nan) for name in names}
-    for s, state in enumerate(objects):
-        for frame in state:  # oldest to newest: the newest box showing the object stays
-            for name, box in frame.items():
-                if box is not None:
-                    boxes[name][s] = box_in_observation(box)
-    return boxes
-
-
-def top_places(m: np.ndarray) -> np.ndarray:
-    """Where each map of m (S, ...) >= 0 reaches its maximum, up to float rounding (within EQUAL of it): a painted
-    map's plateau is one tie, whatever order its sums were added in. (S, ...) bool."""
-    return m >= m.max(axis=tuple(range(1, m.ndim)), keepdims=True) * (1 - EQUAL)
-
-
-def pointing_game(m: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The pointing game (Zhang et al. 2018, as Quantus's PointingGame computes it, unweighted): 1 where a
-    maximum of the map lies in the object's mask, for maps m (S, 84, 84) >= 0 and masks (S, 84, 84) bool. Tied
-    maxima count if any of them is in the mask (a painted map's plateau touching the mask hits). (S,) float."""
-    return (top_places(m) & mask).any((1, 2)).astype(float)
-
-
-def mass_accuracy(m: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Relevance mass accuracy (Arras et al. 2022; Quantus's RelevanceMassAccuracy): the share of the map's mass
-    inside the mask, sum(m * mask) / sum(m). (S,)"""
-    return np.where(mask, m, 0.0).sum((1, 2)) / m.sum((1, 2))
-
-
-def rank_accuracy(m: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Relevance rank accuracy (Arras et al. 2022; Quantus's RelevanceRankAccuracy): with K the mask's size, the
-    share of the mask among the map's K most relevant places. (S,)
-
-    Places tied at the K-th value (a painted map's plateau) are taken in a random order, in expectation: the
-    places above it count whole, and the remaining slots go to the tied places in proportion, so a tied place in
-    the mask counts slots / tied. (Quantus takes numpy's argsort order among ties.) Equal means equal up to
-    float rounding (EQUAL)."""
-    S = len(m)
-    flat, inside = m.reshape(S, -1), mask.reshape(S, -1)
-    k = inside.sum(1)  # (S,)
-    kth = -np.sort(-flat, axis=1)[np.arange(S), np.maximum(k, 1) - 1]  # (S,) the K-th largest value
-    tied = np.abs(flat - kth[:, None]) <= EQUAL * flat.max(1, keepdims=True)
-    above = (flat > kth[:, None]) & ~tied
-    slots = k - above.sum(1)  # (S,) places left for the tied ones
-    hits = (above & inside).sum(1) + slots * (tied & inside).sum(1) / tied.sum(1)
-    return hits / np.maximum(k, 1)
-
-
-def grounding(m: torch.Tensor, masks: dict, games=None) -> dict:
-    """{object: {mass, pointing, rank (each with _se), area, states}} of maps m (S, 84, 84) >= 0, over the states
-    where the object is on the screen and the map is not all zero: the means of relevance mass accuracy, the
-    pointing game and relevance rank accuracy, with standard errors over games (`mean_and_se`), and the mask's
-    mean share of the screen, what each of the three gives a map that knows nothing of the object (a uniform map,
-    a random place, random ranks)."""
-    m = m.detach().double().cpu().numpy()
-    result = {}
-    for name, mask in masks.items():
-        keep = mask.any((1, 2)) & (m.sum((1, 2)) > 0)
-        r = dict(area=float(mask[keep].mean()) if keep.any() else float("nan"), states=int(keep.sum()))
-        clusters = None if games is None else np.asarray(games)[keep]
-        for metric, score in (("mass", mass_accuracy), ("pointing", pointing_game), ("rank", rank_accuracy)):
-            per_state = score(m[keep], mask[keep]) if keep.any() else None
-            r[metric], r[f"{metric}_se"] = mean_and_se(per_state, clusters) if keep.any() else (np.nan,) * 2
-        result[name] = r
-    return result
-
-
-def grid_grounding(grid: torch.Tensor, boxes: dict, games=None) -> dict:
-    """{object: {contains, nearest (each with _se and _chance), states}} of maps on the 7x7 grid (S, 7, 7) >= 0,
-    over the states where the object is on the screen (`latest_boxes`) and the map is not all zero.
-
-    contains: the peak unit's receptive field (unit (y, x) sees pixels [8y, 8y + 36) x [8x, 8x + 36)) holds the
-    whole object's box. nearest: the peak unit is the object's nearest unit, the one whose field centre
-    (pixel 8y + 17.5) is nearest the centre of the object's box (ties: any of them). Tied peaks count in
-    proportion (a random one of them). The chance of each: the fraction of the 49 units that satisfy it, what a
-    unit drawn at random gets. Means over states, standard errors over games."""
-    values = grid.detach().double().cpu().numpy()
-    starts = STRIDE * np.arange(7)  # (7,) first pixel each unit's field sees, along a row or a column
-    centres = starts + (FIELD - 1) / 2  # pixel index of the field's centre: 17.5, 25.5, ...
-    peak = top_places(values)  # (S, 7, 7)
-    result = {}
-    for name, box in boxes.items():
-        y0, x0, y1, x1 = (box[:, i, None] for i in range(4))  # (S, 1) each, end-exclusive
-        rows = (starts <= y0) & (y1 <= starts + FIELD)  # (S, 7): the fields along y that hold the box's rows
-        cols = (starts <= x0) & (x1 <= starts + FIELD)
-        contains = rows[:, :, None] & cols[:, None, :]  # (S, 7, 7)
-        distance = ((centres - (y0 + y1 - 1) / 2) ** 2)[:, :, None] + ((centres - (x0 + x1 - 1) / 2) ** 2)[:, None, :]
-        nearest = distance <= distance.min((1, 2), keepdims=True) + 1e-9  # (S, 7, 7)
-        keep = ~np.isnan(box[:, 0]) & (values.sum((1, 2)) > 0)
-        r, clusters = dict(states=int(keep.sum())), None if games is None else np.asarray(games)[keep]
-        for metric, target in (("contains", contains), ("nearest", nearest)):
-            hit = (peak & target).sum((1, 2)) / peak.sum((1, 2))  # (S,) a random one of tied peaks
-            r[metric], r[f"{metric}_se"] = mean_and_se(hit[keep], clusters) if keep.any() else (np.nan,) * 2
-            r[f"{metric}_chance"] = float(target[keep].mean()) if keep.any() else float("nan")
-        result[name] = r
-    return result
-
-
-# ----------------------------------------------------------------------------- the report
-
-KL, PROB = "KL(original policy || perturbed policy) (nats)", "probability of the explained action"
-PANELS = (  # (curve, title, y label, which area is better), left to right, top to bottom
-    ("deletion_kl", "Deletion: the policy moves away\nas the most relevant places are {done}", KL, "higher"),
-    ("deletion_prob", "Deletion: the explained action's probability falls\nas the most relevant places are {done}", PROB, "lower"),
-    ("insertion_kl", "Insertion: the policy comes back\nas the most relevant places are restored", KL, "lower"),
-    ("insertion_prob", "Insertion: the explained action's probability returns\nas the most relevant places are restored", PROB, "higher"),
-)  # fmt: skip
-COLOURS = dict(zip(ALL_METHODS, ("tab:red", "tab:pink", "tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:olive",
-                                 "tab:orange", "salmon", "violet", "grey", "black", "dimgrey", "darkgrey", "teal",
-                                 "darkkhaki", "tab:cyan")))  # fmt: skip
-DASHES = {"attention_bilinear": "--", "gradcam_bilinear": "--", "random": "--", "painted_uniform": ":",
-          "painted_dirichlet": "-.", "bilinear_dirichlet": (0, (5, 1, 1, 1, 1, 1)), "edge": ":", "intensity": "-.",
-          "frame_difference": "--"}  # fmt: skip
-EXPLAINED = {"greedy": "the most probable action (the agent's decision)", "taken": "the action the agent took"}
+# ----------------------------------------------------------------------------- the command line
 
 
 def summary(areas: dict, seconds: dict, sanity: dict, by_geometry: dict, objects: dict, games) -> dict:
@@ -685,236 +457,6 @@ def summary(areas: dict, seconds: dict, sanity: dict, by_geometry: dict, objects
         r["objects"] = objects.get(method, {})
         results[method] = r
     return results
-
-
-def area_table(results: dict, explain: str) -> str:
-    """Areas (mean over states ± standard error over games) and seconds per state, one row per method; the header
-    says which action was explained."""
-    action = {"greedy": "the most probable action", "taken": "the action taken"}[explain]
-    lines = [f"| method (explains {action}) | deletion KL ↑ | deletion prob ↓ | insertion prob ↑ | insertion KL ↓ "
-             "| s/state |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for method, r in results.items():
-        cells = [plus_minus(r[c + "_auc"], r[c + "_auc_se"]) for c in CURVES] + [f"{r['seconds_per_state']:.3f}"]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def margin_table(results: dict) -> str:
-    """Each method's margin over the strongest floor of each score (positive: better), ± standard error."""
-    floors = {c: r["margin"][c]["floor"] for r in results.values() if r["margin"] for c in CURVES}
-    if not floors:
-        return "(no floor among --method: no margins)"
-    head = "| method | " + " | ".join(f"{c.replace('_', ' ')} (over {floors[c]})" for c in CURVES) + " |"
-    lines = [head, "|---" + "|---:" * len(CURVES) + "|"]
-    for method, r in results.items():
-        if method not in FLOORS:
-            cells = [("+" if r["margin"][c]["value"] >= 0 else "") + plus_minus(r["margin"][c]["value"],
-                                                                                r["margin"][c]["se"]) for c in CURVES]  # fmt: skip
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def sanity_table(results: dict, layers: list) -> str:
-    """Rank correlation with the trained map after each cascade step, beside the method's floor (geometry alone)
-    and its correlation with the input floors."""
-    lines = ["| method | floor (geometry alone) | input floors |" + "".join(f" {layer} |" for layer in layers),
-             "|---|---|---|" + "---:|" * len(layers)]  # fmt: skip
-    for method, r in results.items():
-        floor = r.get("sanity_floor", {})
-        cells = [f"{floor['value']:.2f} ({floor['floor']})" if "floor" in floor else "n/a (a floor)",
-                 f"{floor['input']:.2f} ({floor['input_floor']})" if "input" in floor else ""]  # fmt: skip
-        lines.append(f"| {method} | " + " | ".join(cells) + " |" + "".join(f" {r['sanity'][x]:.2f} |" for x in layers))
-    return "\n".join(lines)
-
-
-def grid_sanity_table(grid: dict, seeds: int, states: int) -> str:
-    """The 7x7 maps' rank correlation with the trained ones on their grid, mean ± standard error over games."""
-    layers = list(next(iter(grid.values())))
-    lines = [f"| 7x7 map ({states} states x {seeds} seeds) |" + "".join(f" {layer} |" for layer in layers),
-             "|---|" + "---:|" * len(layers)]  # fmt: skip
-    for method, by_layer in grid.items():
-        lines.append(f"| {method} |" + "".join(f" {plus_minus(v['value'], v['se'], 2)} |" for v in by_layer.values()))
-    return "\n".join(lines)
-
-
-def object_table(rows: dict, name: str) -> str:
-    """Localisation on one object, one row per map (and attention head), and the chance row (the mask's share of
-    the screen)."""
-    lines = [f"| map | {name}: relevance mass accuracy | {name}: relevance rank accuracy | {name}: pointing game |",
-             "|---|---:|---:|---:|"]  # fmt: skip
-    for label, r in rows.items():
-        o = r[name]
-        cells = [plus_minus(o[k], o[f"{k}_se"]) for k in ("mass", "rank")] + [plus_minus(100 * o["pointing"],
-                                                                                         100 * o["pointing_se"], 0) + "%"]  # fmt: skip
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    area = np.nanmean([r[name]["area"] for r in rows.values()])
-    lines.append(f"| *chance: the mask's share of the screen* | {area:.3f} | {area:.3f} | {100 * area:.0f}% |")
-    return "\n".join(lines)
-
-
-def grid_object_table(rows: dict, name: str) -> str:
-    """Localisation of the 7x7 maps on their grid, one object: the peak unit's field contains it, the peak is
-    its nearest unit, each beside its chance rate."""
-    lines = [f"| 7x7 map | {name} in the peak unit's field | chance | peak at the {name}'s nearest unit | chance |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
-    for label, r in rows.items():
-        o = r[name]
-        cells = [plus_minus(100 * o["contains"], 100 * o["contains_se"], 0) + "%", f"{100 * o['contains_chance']:.0f}%",
-                 plus_minus(100 * o["nearest"], 100 * o["nearest_se"], 0) + "%", f"{100 * o['nearest_chance']:.0f}%"]  # fmt: skip
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def save_csv(path: str, results: dict, layers: list) -> None:
-    columns = [f"{name}_auc{se}" for name in CURVES for se in ("", "_se")] + ["seconds_per_state"]
-    names = sorted({n for r in results.values() for n in r["objects"]})
-    metrics = ("mass", "mass_se", "rank", "rank_se", "pointing", "pointing_se", "area")
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["method", *columns, *(f"margin_{c}" for c in CURVES), *(f"margin_{c}_se" for c in CURVES),
-                         *(f"margin_{c}_floor" for c in CURVES), "sanity_floor", "sanity_input",
-                         *(f"sanity_{layer}" for layer in layers), *(f"{n}_{k}" for n in names for k in metrics)])  # fmt: skip
-        for method, r in results.items():
-            margin = [r["margin"].get(c, {}).get(k, "") for k in ("value", "se", "floor") for c in CURVES]
-            objects = [r["objects"][n][k] for n in names for k in metrics]
-            floor = r.get("sanity_floor", {})
-            sanity = [floor.get("value", ""), floor.get("input", ""), *(r["sanity"][layer] for layer in layers)]
-            writer.writerow([method, *(r[c] for c in columns), *margin, *sanity, *objects])
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(path: str, curves: dict, fractions, results: dict, layers: list, grid: dict, title: str,
-                baseline: str, games) -> None:  # fmt: skip
-    """Deletion and insertion curves (mean over states, ± standard error over games shaded) per method; the sanity
-    check's correlations with each method's floor, and the 7x7 maps' on their grid."""
-    plt = pyplot()
-    fig = plt.figure(figsize=(21, 11), layout="constrained")
-    spec = fig.add_gridspec(2, 3, width_ratios=[1, 1, 0.9])
-    style = {m: dict(color=c, ls=DASHES.get(m, "-"), lw=2.0 if m in FLOORS else 1.6) for m, c in COLOURS.items()}
-    for i, (name, panel_title, ylabel, better) in enumerate(PANELS):
-        ax = fig.add_subplot(spec[i // 2, i % 2])
-        strongest = {f for r in results.values() for f in r["margin"].get(name, {}).get("floor", "").split("/")}
-        for method, c in curves.items():
-            if method in FLOORS and method not in {"random", *strongest}:
-                continue  # the floors: random pixels and the strongest of this score, the others in the table
-            r = results[method]
-            label = f"{method} ({plus_minus(r[name + '_auc'], r[name + '_auc_se'])})"
-            stats = np.array([mean_and_se(column, games) for column in c[name].T])  # (K, 2)
-            x, (mean, se) = 100 * np.asarray(fractions), np.nan_to_num(stats.T)
-            ax.plot(x, mean, label=label, **style[method])
-            if method not in FLOORS:
-                ax.fill_between(x, mean - se, mean + se, color=style[method]["color"], alpha=0.07)
-        done = "replaced" if name.startswith("deletion") else "restored"
-        ax.set(xlabel=f"places {done}, most relevant first (% of the 84x84)", ylabel=ylabel, xlim=(0, 100))
-        ax.set_title(panel_title.format(done="blurred" if baseline == "blur" else "blacked out"))
-        ax.legend(title=f"area ± s.e. over games: {better} is better\nfloors (thick): random and the strongest",
-                  fontsize=7, title_fontsize=8, ncol=2)  # fmt: skip
-        ax.grid(alpha=0.3)
-    ax = fig.add_subplot(spec[0, 2])
-    ticks = ["trained"] + [f"+ {layer}" if i else layer for i, layer in enumerate(layers)]
-    for method, r in results.items() if layers else ():
-        if method in FLOORS:
-            continue
-        ax.plot(ticks, [1.0] + [r["sanity"][layer] for layer in layers], marker="o", label=method, **style[method])
-        if "sanity_floor" in r and "value" in r["sanity_floor"]:  # the floor of this method: its geometry alone
-            ax.plot(ticks, [r["sanity_floor"]["value"]] * len(ticks), color=style[method]["color"], ls=":", lw=1.2)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.tick_params("x", rotation=30)
-    lowest = min([r["sanity"][layer] for r in results.values() for layer in layers] or [0])
-    ax.set(ylim=(min(-0.25, lowest - 0.05), 1.05), ylabel="Spearman rank correlation with the trained model's map")
-    ax.set_title("Sanity check of the drawn 84x84 maps: a faithful map changes\nas the network is re-initialised "
-                 "from the top, down to its floor (dotted)")  # fmt: skip
-    if layers:
-        ax.legend(fontsize=7, loc="lower left", ncol=2)
-    else:
-        ax.text(0.5, 0.5, "not run (--sanity-states 0)", ha="center", transform=ax.transAxes)
-    ax.grid(alpha=0.3)
-    ax = fig.add_subplot(spec[1, 2])
-    for method, by_layer in grid.items():
-        values = np.array([[v["value"], v["se"]] for v in by_layer.values()])
-        ax.errorbar(ticks, [1.0, *values[:, 0]], yerr=[0.0, *np.nan_to_num(values[:, 1])], marker="s", capsize=3,
-                    label=f"{method} (7x7 grid)", color=COLOURS[method])  # fmt: skip
-        for seed_means in zip(*(v["seeds"] for v in by_layer.values())):
-            ax.plot(ticks, [1.0, *seed_means], color=COLOURS[method], lw=0.6, alpha=0.5)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.tick_params("x", rotation=30)
-    lowest = min(
-        [min(v["value"] - np.nan_to_num(v["se"]), *v["seeds"]) for steps in grid.values() for v in steps.values()]
-        or [0]
-    )
-    ax.set(ylim=(min(-0.25, lowest - 0.05), 1.05), xlabel="layers re-initialised, from the output down (cumulative)")
-    ax.set(ylabel="Spearman rank correlation of the 49 values")
-    ax.set_title("Sanity check on the 7x7 grid, no painting: a random map has 0\n(mean ± s.e. over games; thin: "
-                 "each re-initialisation seed)")  # fmt: skip
-    if grid:
-        ax.legend(fontsize=8, loc="upper right")
-    else:
-        ax.text(0.5, 0.5, "not run (no 7x7 map, or --sanity-states 0)", ha="center", transform=ax.transAxes)
-    ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-
-
-def save_object_figure(path: str, rows: dict, grid_rows: dict, title: str) -> None:
-    """Per object: each map's localisation metrics (relevance mass accuracy, rank accuracy, pointing game) as bars
-    ± s.e., with the chance level (the object's share of the screen) as a line; below, the 7x7 maps on their
-    grid (peak unit's field contains the object, peak at its nearest unit) with their chance rates (diamonds)."""
-    plt = pyplot()
-    names = sorted({name for r in rows.values() for name in r})
-    labels = list(rows)[::-1]  # top to bottom in the order of the table
-    fig = plt.figure(figsize=(6 * len(names) * 1.5, 0.3 * len(labels) + 0.45 * len(grid_rows) + 4.5),
-                     layout="constrained")  # fmt: skip
-    top, bottom = fig.subfigures(2, 1, height_ratios=[0.3 * len(labels) + 1.5, 0.45 * len(grid_rows) + 2])
-    axes = top.subplots(1, 3 * len(names), sharey=True)
-    y = np.arange(len(labels))
-    colours = [COLOURS.get(label.split(" ")[0], "tab:red") for label in labels]
-    metrics = (("mass", "relevance mass accuracy"), ("rank", "relevance rank accuracy"), ("pointing", "pointing game"))
-    for i, name in enumerate(names):
-        values = [rows[label][name] for label in labels]
-        area = np.nanmean([v["area"] for v in values])
-        for j, (key, what) in enumerate(metrics):
-            ax = axes[3 * i + j]
-            ax.barh(y, [v[key] for v in values], xerr=np.nan_to_num([v[f"{key}_se"] for v in values]), color=colours,
-                    alpha=0.8)  # fmt: skip
-            ax.axvline(area, color="black", ls="--", lw=1.2, label="chance: its share of the screen")
-            ax.set(yticks=y, yticklabels=labels, xlim=(0, 1))
-            ax.set_title(f"{name}: {what}", fontsize=10)
-            ax.grid(axis="x", alpha=0.3)
-        axes[3 * i].legend(fontsize=7, loc="lower right")
-    top.suptitle("Every map, 84x84: mean over states ± s.e. over games")
-    if grid_rows:
-        axes = bottom.subplots(1, 2 * len(names), sharey=True)
-        grid_labels = list(grid_rows)[::-1]
-        y = np.arange(len(grid_labels))
-        chance = dict(marker="D", color="black", markerfacecolor="white", ls="none", ms=7, mew=1.5)
-        for i, name in enumerate(names):
-            values = [grid_rows[label][name] for label in grid_labels]
-            for j, (key, what) in enumerate((("contains", f"the {name} in the peak unit's field"),
-                                             ("nearest", f"peak at the {name}'s nearest unit"))):  # fmt: skip
-                ax = axes[2 * i + j]
-                ax.barh(y, [100 * v[key] for v in values], xerr=np.nan_to_num([100 * v[f"{key}_se"] for v in values]),
-                        color=[COLOURS.get(label.split(" ")[0], "tab:red") for label in grid_labels], alpha=0.8)  # fmt: skip
-                ax.plot([100 * v[f"{key}_chance"] for v in values], y, **chance, label="chance: a random unit")
-                ax.set(yticks=y, yticklabels=grid_labels, xlim=(0, 100), xlabel="% of the states")
-                ax.set_title(what, fontsize=10)
-                ax.grid(axis="x", alpha=0.3)
-            axes[2 * i].legend(fontsize=7, loc="lower right")
-        bottom.suptitle("The 7x7 maps on their own grid: where is the peak unit?")
-    fig.suptitle(title)
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-
-
-# ----------------------------------------------------------------------------- the command line
 
 
 def main(argv=None) -> str:
@@ -1004,45 +546,6 @@ def main(argv=None) -> str:
         files = "faithfulness.json, faithfulness.csv, faithfulness.png" + (" and objects.png" if rows else "")
         print(f"\n\nwrote {files} to {out}")
     return out
-
-
-def print_report(title, results, args, report, layers, grid_checked, rows, grid_rows, incomplete) -> None:
-    """The tables, in Markdown, with a sentence before each saying what it holds."""
-    games = report["games"]
-    print(f"\n{title}\nExplained: {EXPLAINED[args.explain]}. Areas under the curves (x: fraction of the places, 0 "
-          f"to 1), mean over the {report['states']} states ± standard error over the {games} games; arrows: which "
-          "way is better.\n")  # fmt: skip
-    print(area_table(results, args.explain))
-    chosen = "on the other half of the games" if games > 1 else "in-sample (one game)"
-    print(f"\nMargin over the strongest floor of each score (floors: maps that know nothing of the model; the "
-          f"strongest chosen {chosen}), paired over states; positive: better than that floor.\n")  # fmt: skip
-    print(margin_table(results))
-    if layers:
-        print(f"\nSanity check on {report['sanity_states']} states: rank correlation with the trained model's map "
-              "once re-initialised down to each layer (lower: the map depends on those weights), beside the floor, "
-              "the correlation the trained map has with the geometry floors, and its correlation with the input "
-              "floors (maps of the input alone).\n")  # fmt: skip
-        print(sanity_table(results, layers))
-    if grid_checked:
-        print(f"\nSanity check of the 7x7 maps on their grid (49 values, no painting; a random map: 0), on "
-              f"{report['states']} states with {report['sanity_seeds']} re-initialisations: mean ± standard error "
-              "over games.\n")  # fmt: skip
-        print(grid_sanity_table(grid_checked, report["sanity_seeds"], report["states"]))
-    names = sorted({name for r in rows.values() for name in r})
-    if names:
-        print(f"\nThe game's objects (from the emulator's RAM; boxes in the 4 stacked frames + {args.margin} px): "
-              "relevance mass accuracy (share of the map's mass on the object), relevance rank accuracy (share of "
-              "the object's mask among the map's top places, as many as the mask has) and the pointing game (the "
-              "map's maximum on the object), mean ± standard error over games, against chance.\n")  # fmt: skip
-        print("\n\n".join(object_table(rows, name) for name in names))
-    if grid_rows:
-        print("\nThe 7x7 maps on their grid (the object's box in the newest frame that shows it): how often the "
-              "peak unit's 36x36 field contains it, and how often the peak is the object's nearest unit (field "
-              "centre nearest its centre), against a unit drawn at random.\n")  # fmt: skip
-        print("\n\n".join(grid_object_table(grid_rows, name) for name in names))
-    for m, e in incomplete.items():
-        print(f"\n{m}: the attributions sum to f(x) - f(x') within {np.median(e):.1%} (median over states; "
-              f"90th percentile {np.quantile(e, 0.9):.1%}) with {args.ig_steps} steps.", end="")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ class Args:
     """further faithfulness.py flags, in quotes after an equals sign: --extra="--states 8" (default: the default run)"""
 
 
-PHASES = {  # function of faithfulness.py: phase
+PHASES = {  # a function faithfulness.py calls by its own name (wrapped there to time it): phase
     "sample_states": "play the games, sample the states",
     "explanation_maps": "maps of every method",
     "policy_curves": "deletion and insertion",

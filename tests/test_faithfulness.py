@@ -1,6 +1,7 @@
-"""Tests of faithfulness.py: deletion and insertion on a network that sees one quadrant, the area under a curve,
-the floors, margins and standard errors, cascading randomisation, the sanity check's power to fail a map and its
-floors, object grounding, the command line end to end, bad input."""
+"""Tests of faithfulness.py and its modules (faithfulness_maps.py, faithfulness_grounding.py, faithfulness_report.py):
+deletion and insertion on a network that sees one quadrant, the area under a curve, the floors, margins and their
+standard errors (play.py's statistics are tested in tests/test_play.py), cascading randomisation, the sanity check's
+power to fail a map and its floors, object grounding, the command line end to end, bad input."""
 
 import csv
 import json
@@ -16,34 +17,38 @@ import torch
 from agents import load_checkpoint
 from cli import exit_on_bad_input
 from faithfulness import (
-    ALL_METHODS,
-    FLOORS,
-    GEOMETRY_FLOORS,
-    INPUT_FLOORS,
     Args,
-    Method,
     area_under_curve,
     cascade,
     explained_actions,
-    explanation_maps,
-    floor_maps,
     folds_of,
-    grid_grounding,
-    grid_maps,
     grid_sanity,
-    grounding,
-    latest_boxes,
     main,
     margins,
-    mass_accuracy,
-    object_masks,
-    pointing_game,
     policy_curves,
-    rank_accuracy,
     relevance_ranks,
     sanity_check,
     seeds_and_games,
     spearman,
+)
+from faithfulness_grounding import (
+    grid_grounding,
+    grounding,
+    latest_boxes,
+    mass_accuracy,
+    object_masks,
+    pointing_game,
+    rank_accuracy,
+)
+from faithfulness_maps import (
+    ALL_METHODS,
+    FLOORS,
+    GEOMETRY_FLOORS,
+    INPUT_FLOORS,
+    Method,
+    explanation_maps,
+    floor_maps,
+    grid_maps,
 )
 from play import mean_and_se
 from ppo_attention import Agent
