@@ -563,10 +563,16 @@ def test_a_replay_that_is_not_the_game_played_is_a_bug(sampled):
         replay_and_move(BREAKOUT, None, wrong, chosen, "ball", [np.ones((84, 84), bool)], np.random.default_rng(0))
 
 
-def test_one_game_gives_no_error_bars_but_the_figures_and_tables_still_come(tiny_checkpoint, tmp_path):
-    """With one game there is no standard error over games (nan): the tables say so and the figure draws without
-    error bars (an SB3 agent explained by every script plays one game)."""
-    argv = ["--games", "1", "--max-steps", "40", "--states", "24", "--parts", "removal", "--no-cuda"]
+def test_one_game_gives_no_error_bars_but_the_figures_and_tables_still_come(tiny_checkpoint, tmp_path, capsys):
+    """With one game there is no standard error over games (nan in the JSON, and no bootstrap interval): the tables
+    show the values alone, and the figure draws without error bars (an SB3 agent explained by every script plays
+    one game)."""
+    argv = ["--games", "1", "--max-steps", "40", "--states", "24", "--parts", "ablation", "removal", "--no-cuda"]
     report = cli(["--checkpoint", tiny_checkpoint, *argv, "--out", str(tmp_path / "o")])
-    assert np.isnan(report["removal"]["ball removed"]["kl_se"]) and report["removal"]["ball removed"]["games"] == 1
+    removed = report["removal"]["ball removed"]
+    assert np.isnan(removed["kl_se"]) and removed["games"] == 1
+    assert np.isnan(report["removal_paths"]["ball removed"]["share_through_attention"]["interval"]).all()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "(mean" not in line]
+    assert any(line.startswith("| ball removed | ") for line in rows)
+    assert not any("nan" in line or "±" in line for line in rows)  # the values alone
     assert os.path.getsize(os.path.join(report["out"], "removal.png")) > 0
