@@ -14,14 +14,10 @@ import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
-import stable_baselines3 as sb3
 import torch
 import torch.nn as nn
 from conftest import ROOT, CleanRLPPOAgent, CleanRLQNetwork, cleanrl_init, with_trained_scale
 from gymnasium.wrappers import FrameStackObservation, ResizeObservation, TransformObservation
-from stable_baselines3.common import atari_wrappers
-from stable_baselines3.common.env_util import make_atari_env
-from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
 import explore
 import faithfulness
@@ -34,6 +30,13 @@ from atari_env import ENV_OPTIONS, make_env
 from cli import UsageError, exit_on_bad_input
 from play import Step, play
 from ppo_attention import Agent
+
+# Stable-Baselines3 is a test dependency only, as captum is: without it this file is skipped.
+sb3 = pytest.importorskip("stable_baselines3")
+atari_wrappers = pytest.importorskip("stable_baselines3.common.atari_wrappers")
+make_atari_env = pytest.importorskip("stable_baselines3.common.env_util").make_atari_env
+vec_env = pytest.importorskip("stable_baselines3.common.vec_env")
+VecFrameStack, VecTransposeImage = vec_env.VecFrameStack, vec_env.VecTransposeImage
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's actions
@@ -259,6 +262,7 @@ def test_faithfulness_follows_a_dqns_epsilon_greedy_decision(tmp_path):
         assert changed.any() and not changed.all()  # decisions change as the frames go black, and only some
 
 
+@pytest.mark.slow
 def test_any_policy_gives_the_maps_and_scores_of_the_same_network_loaded_as_an_agent(tmp_path):
     """saliency.AnyPolicy around a plain nn.Module (CleanRL's layout, frames in 0..255) and the same weights loaded
     into the Agent: the same maps (Grad-CAM reads the ReLU after the last convolution) and deletion curves.
@@ -344,6 +348,7 @@ def sb3_outputs(name: str, path: str, obs: torch.Tensor) -> tuple:
         return policy.action_net(latent), policy.predict_values(obs)
 
 
+@pytest.mark.slow
 def test_sb3_agents_give_sb3s_logits_on_what_the_play_loop_feeds_them(sb3_agents):
     """The converted agent's logits (and V(s)) equal SB3's policy outputs on the same observations, and those are
     the observations SB3's own env gives for the same actions, over a whole game: what the play loop feeds them."""
@@ -434,6 +439,7 @@ def cli(script, argv: list):
 
 
 @pytest.mark.parametrize("name", ["PPO", "DQN"])
+@pytest.mark.slow
 def test_every_script_explains_an_sb3_agent(sb3_agents, tmp_path, name, capsys):
     path, q = sb3_agents[name], name == "DQN"
     out = cli(saliency, ["--checkpoint", path, "--steps", "5", "12", "--samples", "2", "--out", tmp_path / "s"])
@@ -542,6 +548,7 @@ def test_bad_files_get_one_sentence(bad_files, tmp_path, script, argv, words):
     assert len(message.splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_bad_file_exits_non_zero_with_one_line(bad_files):
     result = subprocess.run(
         [sys.executable, "saliency.py", "--checkpoint", str(bad_files / "mlp.zip"), "--env-id", BREAKOUT],

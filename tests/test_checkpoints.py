@@ -40,6 +40,7 @@ def test_a_shipped_checkpoint_loads_and_names_its_game_and_coefficient(path):
     assert meta["action_names"] == ["NOOP", "FIRE", "RIGHT", "LEFT"]
 
 
+@pytest.mark.slow
 def test_the_penalised_agent_looks_more_sharply_over_three_games():
     coefs = by_coef()
     entropy = {}
@@ -55,6 +56,7 @@ def test_the_penalised_agent_looks_more_sharply_over_three_games():
     assert entropy[penalised] < entropy[0.0], entropy
 
 
+@pytest.mark.slow
 def test_resuming_a_shipped_agent_is_refused_with_one_sentence(tmp_path):
     out = subprocess.run(
         [sys.executable, "ppo_attention.py", "--resume", SHIPPED[0], "--runs-dir", str(tmp_path)],

@@ -259,6 +259,7 @@ def test_an_out_folder_with_files_is_refused_without_force(tiny_checkpoint, tmp_
     assert "--force" in exit_.value.code and os.listdir(tmp_path) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_no_file(tiny_checkpoint, tmp_path, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
@@ -308,6 +309,7 @@ def element_pixels(driver, element_id: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
+@pytest.mark.slow
 def test_the_page_opens_without_console_errors(browser, page):
     assert severe(browser) == []
     assert browser.find_element("id", "stats").text.startswith(f"step {KEPT[0]}")
@@ -319,6 +321,7 @@ def test_the_page_opens_without_console_errors(browser, page):
     assert np.array_equal(shown, page[1]["images"]["attention"][0])
 
 
+@pytest.mark.slow
 def test_the_slider_the_arrow_keys_and_play_change_the_frame(browser):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -337,6 +340,7 @@ def test_the_slider_the_arrow_keys_and_play_change_the_frame(browser):
     assert severe(browser) == []
 
 
+@pytest.mark.slow
 def test_selecting_a_node_draws_its_receptive_field(browser, page):
     from selenium.webdriver.support.ui import Select
 
@@ -369,6 +373,7 @@ def test_selecting_a_node_draws_its_receptive_field(browser, page):
     assert severe(browser) == []
 
 
+@pytest.mark.slow
 def test_the_3d_tree_draws_and_turns_with_software_webgl(browser):
     from selenium.webdriver.common.action_chains import ActionChains
 
@@ -387,6 +392,7 @@ def test_the_3d_tree_draws_and_turns_with_software_webgl(browser):
     assert severe(browser) == []
 
 
+@pytest.mark.slow
 def test_a_dqns_page_draws_its_q_values_and_its_grad_cam_tree(browser, dqn_page):
     """The last test of the browser: it loads another page, a DQN's (no attention, Q-values)."""
     from selenium.webdriver.support.ui import Select, WebDriverWait

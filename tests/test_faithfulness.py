@@ -389,6 +389,7 @@ def test_spearman_of_absolute_values_matches_scipy_with_ties():
 # ----------------------------------------------------------------------------- the command line
 
 
+@pytest.mark.slow
 def test_end_to_end_writes_exactly_the_documented_json_a_csv_and_two_figures(tiny_checkpoint, tmp_path, capsys):
     out = cli(["--checkpoint", tiny_checkpoint, *TINY, "--out", str(tmp_path / "o")])
     with open(os.path.join(out, "faithfulness.json")) as f:
@@ -442,6 +443,7 @@ def test_end_to_end_writes_exactly_the_documented_json_a_csv_and_two_figures(tin
     assert "7x7 map (4 states x 3 seeds)" in printed
 
 
+@pytest.mark.slow
 def test_agent_without_attention_skips_attention_with_a_note(tiny_baseline_checkpoint, tmp_path, capsys):
     argv = ["--checkpoint", tiny_baseline_checkpoint, *TINY, "--baseline", "black", "--out", str(tmp_path / "o")]
     out = cli([*argv, "--method", "attention", "gradcam", "gradient", "random", "--explain", "taken"])
@@ -454,6 +456,7 @@ def test_agent_without_attention_skips_attention_with_a_note(tiny_baseline_check
     assert "no attention module" in printed and "| method (explains the action taken) |" in printed
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_leaves_no_empty_folder(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     import faithfulness
 
@@ -515,6 +518,7 @@ def test_bad_input_is_one_sentence_and_writes_nothing(
     assert not fresh.exists() and (bad_files / "used" / "faithfulness.json").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_as_a_process_bad_input_exits_1_and_an_unknown_choice_2(tiny_checkpoint, tmp_path):
     def run(*args):
         script = os.path.join(ROOT, "faithfulness.py")

@@ -157,6 +157,7 @@ def test_kl_divergence_matches_the_sum_written_out():
 # ----------------------------------------------------------------------------- the ablation's games
 
 
+@pytest.mark.slow
 def test_every_condition_plays_the_same_seeds_with_the_shared_play_loop(tiny_checkpoint, tmp_path):
     report = cli(["--checkpoint", tiny_checkpoint, *TINY, "--seed", "5", "--out", str(tmp_path / "o")])
     ablation = report["ablation"]
@@ -195,6 +196,7 @@ def test_every_condition_plays_the_same_seeds_with_the_shared_play_loop(tiny_che
     assert saved["work"]["agent_steps_played"] == sum(sum(r["steps"]) for r in ablation.values())
 
 
+@pytest.mark.slow
 def test_an_agent_without_attention_gets_the_examples_and_a_note(tiny_baseline_checkpoint, tmp_path, capsys):
     report = cli(["--checkpoint", tiny_baseline_checkpoint, *TINY, "--out", str(tmp_path / "o")])
     assert list(report["ablation"]) == ["intact"] and "steering" not in report
@@ -206,6 +208,7 @@ def test_an_agent_without_attention_gets_the_examples_and_a_note(tiny_baseline_c
     assert report["removal"]["control for ball"]["kl_mean"] >= 0 and not report["removal_paths"]
 
 
+@pytest.mark.slow
 def test_a_cleanrl_dqn_plays_its_trainers_game_and_its_kl_is_that_of_its_epsilon_greedy_policy(
     cleanrl_dqn, tmp_path, capsys, monkeypatch
 ):
@@ -317,6 +320,7 @@ def test_bad_input_is_one_sentence_and_writes_nothing(tiny_checkpoint, tmp_path,
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_leaves_no_empty_folder(tiny_checkpoint, tmp_path, monkeypatch):
     import interventions
 
@@ -563,6 +567,7 @@ def test_a_replay_that_is_not_the_game_played_is_a_bug(sampled):
         replay_and_move(BREAKOUT, None, wrong, chosen, "ball", [np.ones((84, 84), bool)], np.random.default_rng(0))
 
 
+@pytest.mark.slow
 def test_one_game_gives_no_error_bars_but_the_figures_and_tables_still_come(tiny_checkpoint, tmp_path, capsys):
     """With one game there is no standard error over games (nan in the JSON, and no bootstrap interval): the tables
     show the values alone, and the figure draws without error bars (an SB3 agent explained by every script plays

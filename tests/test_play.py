@@ -87,6 +87,7 @@ def test_load_checkpoint_refuses_bad_files_with_one_sentence(tmp_path, tiny_chec
             load_checkpoint(str(path))
 
 
+@pytest.mark.slow
 def test_a_folder_without_run_pt_lists_the_agent_files_in_it(tmp_path, tiny_checkpoint):
     """--checkpoint checkpoints/: not "checkpoints/run.pt does not exist" but the files it could have meant."""
     for name in ("b.pt", "a.zip", "dqn.cleanrl_model", "notes.txt"):
@@ -222,6 +223,7 @@ def test_the_agent_refuses_unscaled_float_frames():
     assert agent.activations(noisy, check=False)["logits"].shape == (2, 4)
 
 
+@pytest.mark.slow
 def test_a_usage_error_is_one_line_and_a_bug_keeps_its_traceback(capsys):
     def bad_input(argv):
         raise UsageError("--steps must be positive, got 0.")

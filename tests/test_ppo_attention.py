@@ -128,6 +128,7 @@ def test_baseline_run_loads_and_logs_no_attention_entropy(tiny_baseline_checkpoi
     assert "losses/value_loss" in tags and not [t for t in tags if "attention" in t]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_same_losses(tmp_path):
     runs = [train(tiny_args(tmp_path / f"s{i}", total_timesteps=64))[0] for i in range(2)]
     a, b = (torch.load(p, weights_only=True)["model"] for p in runs)
@@ -136,6 +137,7 @@ def test_same_seed_gives_same_losses(tmp_path):
     assert losses[0] == losses[1]
 
 
+@pytest.mark.slow
 def test_penalty_lowers_attention_entropy(tmp_path):
     final = {}
     for coef in (0.0, 1.0):
@@ -144,6 +146,7 @@ def test_penalty_lowers_attention_entropy(tmp_path):
     assert final[1.0] < final[0.0] - 0.03, final
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_resume_reaches_total(tmp_path):
     total = 64 * 40
     proc = subprocess.Popen(
@@ -196,12 +199,14 @@ def test_ctrl_c_saves_and_resume_reaches_total(tmp_path):
         (["--num-envs", "0"], ["--num-envs"]),
     ],
 )
+@pytest.mark.slow
 def test_bad_flags(argv, words, tmp_path):
     result = run_script(*TINY, "--runs-dir", str(tmp_path), *argv)
     assert_clean_error(result, *words)
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.slow
 def test_unwritable_run_folder(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("keep me")
@@ -210,6 +215,7 @@ def test_unwritable_run_folder(tmp_path):
     assert blocker.read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_resume_refuses_bad_files_and_leaves_them_alone(tmp_path, tiny_checkpoint):
     for name, (path, words) in bad_checkpoints(tmp_path, tiny_checkpoint).items():
         before = path.read_bytes() if path.exists() else None
@@ -227,6 +233,7 @@ def test_suggested_env_ids_are_accepted():
             resolve_atari_id(env_id)  # raises if the suggestion is refused too
 
 
+@pytest.mark.slow
 def test_help_hides_computed_fields_and_names_choices():
     out = run_script("--help").stdout
     assert "--batch-size" not in out and "--num-iterations" not in out and "--minibatch-size" not in out
@@ -239,6 +246,7 @@ def test_help_hides_computed_fields_and_names_choices():
 # ----------------------------------------------------------------------------- Ctrl-C and resume
 
 
+@pytest.mark.slow
 def test_two_quick_ctrl_c_end_with_exit_130_and_no_traceback(tmp_path):
     """Whether the second Ctrl-C lands before or after the save, the process exits 130 with no traceback."""
     proc = subprocess.Popen(
@@ -257,6 +265,7 @@ def test_two_quick_ctrl_c_end_with_exit_130_and_no_traceback(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_train_in_process_puts_back_the_signal_handlers_it_found(tmp_path):
     """train() catches Ctrl-C and SIGTERM while it runs; afterwards the handlers installed before are back, so a
     notebook's or a test's Ctrl-C interrupts again."""
@@ -279,6 +288,7 @@ def test_train_in_process_puts_back_the_signal_handlers_it_found(tmp_path):
             signal.signal(sig, handler)
 
 
+@pytest.mark.slow
 def test_ctrl_c_twice_during_the_save_lets_it_finish(tmp_path, monkeypatch, capsys):
     """Ctrl-C asks once; more presses change nothing, so no press can interrupt the checkpoint being written."""
     import ppo_attention
@@ -300,6 +310,7 @@ def test_ctrl_c_twice_during_the_save_lets_it_finish(tmp_path, monkeypatch, caps
     assert signal.getsignal(signal.SIGINT) is handler  # stopped by Ctrl-C, the handler found is back
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_last_update_finishes_the_run(tmp_path, monkeypatch):
     """The last iteration's rollout is complete when Ctrl-C comes: the run ends normally, saved once."""
     import ppo_attention
@@ -319,6 +330,7 @@ def test_ctrl_c_during_the_last_update_finishes_the_run(tmp_path, monkeypatch):
     assert not interrupted and saves == [2] and read_checkpoint(path)["global_step"] == 128
 
 
+@pytest.mark.slow
 def test_resume_extends_the_run_and_refuses_other_changes(tmp_path, tiny_checkpoint):
     import shutil
 
@@ -341,6 +353,7 @@ def test_resume_extends_the_run_and_refuses_other_changes(tmp_path, tiny_checkpo
     assert again.returncode == 0 and "done" in again.stdout and read_checkpoint(str(run_dir))["global_step"] == 192
 
 
+@pytest.mark.slow
 def test_weights_only_checkpoint_loads_but_cannot_resume(tmp_path, tiny_checkpoint):
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     del ckpt["optimizer"]
@@ -402,6 +415,7 @@ def test_bf16_update_moves_the_loss_like_fp32():
         assert float(s16[name]) == pytest.approx(float(s32[name]), rel=0.02, abs=0.01), name
 
 
+@pytest.mark.slow
 def test_bf16_where_it_is_not_native_falls_back_with_one_sentence(tmp_path, monkeypatch, capsys):
     import ppo_attention
 

@@ -1,7 +1,9 @@
 """The README's commands (and those of checkpoints/README.md and the pages under docs/): every `python <script> ...`
 line in their code blocks names a script that exists and whose flags parse, as written (placeholders such as
-`<run_name>` are just strings to the parser), and every Python example without a placeholder runs as written."""
+`<run_name>` are just strings to the parser), every Python example without a placeholder runs as written, every link
+to a local file or heading leads somewhere, and the README's map of the files names every module."""
 
+import collections
 import contextlib
 import dataclasses
 import glob
@@ -100,3 +102,64 @@ def test_the_python_examples_run_as_written(capsys, monkeypatch):
     for example in examples:
         exec(compile(example, "README example", "exec"), {"__name__": "readme_example"})
     assert capsys.readouterr().out  # they print what they show
+
+
+def without_code_blocks(text: str) -> str:
+    """Markdown text without its fenced code blocks (where `#` starts a comment, not a heading)."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+
+
+def heading_anchors(path: str) -> set:
+    """The anchors GitHub gives a Markdown file's headings: lower case, every character but letters, digits, `_`, `-`
+    and spaces dropped, spaces turned into `-`; the n-th repeat of a heading gets `-n`."""
+    seen, anchors = collections.Counter(), set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", without_code_blocks(open(path).read()), flags=re.M):
+        anchor = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchors.add(f"{anchor}-{seen[anchor]}" if seen[anchor] else anchor)
+        seen[anchor] += 1
+    return anchors
+
+
+def local_links(doc: str) -> list:
+    """(target path, anchor) of every link and image of a Markdown file that is not a web address."""
+    text = re.sub(r"`[^`\n]*`", "", without_code_blocks(open(os.path.join(ROOT, doc)).read()))  # code is not a link
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    links = []
+    for target in targets:
+        if not re.match(r"[a-z]+:", target):  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            links.append(
+                (os.path.normpath(os.path.join(ROOT, os.path.dirname(doc), path or os.path.basename(doc))), anchor)
+            )
+    return links
+
+
+def test_heading_anchors_are_githubs():
+    """Hand-made anchors of headings as GitHub writes them (backticks, dots, apostrophes, colons and ± dropped)."""
+    anchors = heading_anchors(os.path.join(ROOT, "docs", "saliency.md"))
+    assert "saliency-maps-saliencypy" in anchors and "the-attention-itself" in anchors
+    assert "the-games-objects-from-the-emulators-ram" in heading_anchors(os.path.join(ROOT, "docs", "play.md"))
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_local_link_and_anchor_resolves(doc):
+    """A link to a file of the repository names a file that exists; a link to a heading (`page.md#anchor`, `#anchor`)
+    names a heading of that page."""
+    links = local_links(doc)
+    assert links  # every page links somewhere: the test reads them
+    broken = [
+        f"{os.path.relpath(path, ROOT)}#{anchor}" if anchor else os.path.relpath(path, ROOT)
+        for path, anchor in links
+        if not os.path.exists(path) or (anchor and (not path.endswith(".md") or anchor not in heading_anchors(path)))
+    ]
+    assert not broken, f"{doc}: links that lead nowhere: {broken}"
+
+
+def test_the_readmes_map_of_the_files_names_every_module():
+    """Every module of the project (a .py file at the top level) is in the README's "How the files fit" map."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    section = readme[readme.index("## How the files fit") :].split("\n## ")[0]
+    modules = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "*.py"))}
+    assert modules and not modules - set(re.findall(r"\w+\.py", section)), modules - set(
+        re.findall(r"\w+\.py", section)
+    )

@@ -419,6 +419,7 @@ def test_tree_is_the_same_wherever_the_agent_is(agent, observations, device):
     assert build_tree(model, observations[0], activations=activations) == on_device  # given activations: the same tree
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     result = run_cli("--checkpoint", tiny_checkpoint, "--steps", "3", "0", "--out", str(out))
@@ -448,6 +449,7 @@ def test_cli_output_folders(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     assert sorted(os.listdir(out)) == ["step_00000.json", "step_00000.png", "step_00001.json", "step_00001.png"]
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_input_with_one_sentence(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")

@@ -198,6 +198,7 @@ def test_forced_attention_and_policy_show_in_the_video(tiny_checkpoint, tmp_path
         ("none", ["--scale", "2", "--episodes", "2", "--greedy"]),
     ],
 )
+@pytest.mark.slow
 def test_each_overlay_end_to_end(tiny_checkpoint, tmp_path, overlay, extra):
     out = tmp_path / "video"
     res = run_render("--checkpoint", tiny_checkpoint, "--out", out, "--overlay", overlay, "--max-steps", 8, *extra)
@@ -209,6 +210,7 @@ def test_each_overlay_end_to_end(tiny_checkpoint, tmp_path, overlay, extra):
     assert len(frames) == 8 * episodes and frames[0].shape == (-(-210 * scale // 16) * 16, block_width(scale), 3)
 
 
+@pytest.mark.slow
 def test_side_by_side_video_and_headless_evaluation(tiny_checkpoint, second_checkpoint, tmp_path):
     """Two agents, each its own game from the same seed: one video twice as wide, as long as the longer game;
     the evaluation's scores are those of the play loop for the same seeds."""
@@ -260,6 +262,7 @@ def test_default_folder_and_force(tiny_checkpoint, tmp_path, monkeypatch):
     assert again["path"] == first["path"] and len(read_video(again["path"])) == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_a_decodable_video_of_what_was_filmed(tiny_checkpoint, tmp_path):
     out = tmp_path / "v"
     proc = subprocess.Popen(
@@ -335,12 +338,14 @@ def test_an_agent_without_attention_gets_a_working_default(tiny_baseline_checkpo
     assert result["agents"][0]["attention_entropy_mean"] is None
 
 
+@pytest.mark.slow
 def test_unknown_overlay_is_a_usage_error(tiny_checkpoint):
     res = run_render("--checkpoint", tiny_checkpoint, "--overlay", "heatmap")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "heatmap" in res.stderr and "attention" in res.stderr  # names the choices
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_as_a_process(tmp_path):
     res = run_render("--checkpoint", tmp_path / "nope.pt")
     assert res.returncode == 1 and res.stderr.strip() == f"error: checkpoint '{tmp_path / 'nope.pt'}' does not exist."

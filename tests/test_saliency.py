@@ -488,6 +488,7 @@ def run_cli(*args, cwd=ROOT):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_writes_figures_and_maps(tiny_checkpoint, tmp_path):
     import imageio.v3 as iio
 
@@ -543,6 +544,7 @@ def test_baseline_agent_gets_every_map_but_attention(tiny_baseline_checkpoint, t
     assert "attention" not in list(np.load(tmp_path / "o" / "saliency.npz")["methods"])
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_without_traceback_and_leaves_no_empty_folder(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     import play
 
@@ -610,6 +612,7 @@ def test_cli_bad_input_gives_one_sentence(tiny_checkpoint, tiny_baseline_checkpo
     assert (bad_files / "used" / "saliency.npz").read_bytes() == b""
 
 
+@pytest.mark.slow
 def test_cli_subprocess_bad_input_and_unknown_choice(tiny_checkpoint, tmp_path):
     code, _, stderr = run_cli("--checkpoint", "nope.pt", cwd=tmp_path)
     assert code == 1 and stderr.strip() == "error: checkpoint 'nope.pt' does not exist."

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 import overlays
 import relevance_tree
@@ -12,6 +13,7 @@ from agents import load_checkpoint
 from play import play
 
 
+@pytest.mark.slow
 def test_saliency_tree_and_render_follow_the_play_loop_step_for_step(tiny_checkpoint, tmp_path):
     agent, meta = load_checkpoint(tiny_checkpoint)
     game = list(play(agent, meta["env_id"], seed=3))  # the reference: a whole game, sampled actions

@@ -60,6 +60,7 @@ def tiny_sweep(tmp_path_factory):
     return sweep_dir, args, result
 
 
+@pytest.mark.slow
 def test_tiny_sweep_runs_and_plots(tiny_sweep):
     sweep_dir, _, result = tiny_sweep
     assert result.returncode == 0, result.stdout + result.stderr
@@ -86,6 +87,7 @@ def test_tiny_sweep_runs_and_plots(tiny_sweep):
     assert sorted(os.path.basename(r["run_dir"]) for r in runs) == folders
 
 
+@pytest.mark.slow
 def test_restarting_a_finished_sweep_runs_nothing(tiny_sweep):
     sweep_dir, args, _ = tiny_sweep
     before = run_folders(sweep_dir)
@@ -95,6 +97,7 @@ def test_restarting_a_finished_sweep_runs_nothing(tiny_sweep):
     assert run_folders(sweep_dir) == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_runs_and_a_restart_continues_them(tmp_path):
     sweep_dir = str(tmp_path / "sweep")
     cmd = [sys.executable, SWEEP, "run", "--sweep-dir", sweep_dir, "--attn-coefs", "0", "5e-4", "--seeds", "1"]
