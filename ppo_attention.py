@@ -479,11 +479,15 @@ def train(args: Args) -> tuple:
 
 def print_progress(global_step: int, total: int, sps: int, seconds: float, recent_scores: list, stats: dict) -> None:
     """One line every 30 s: steps, speed, time and ETA, the mean game score of the last 100 games, attention entropy."""
-    score = f"{np.mean(recent_scores):.2f}" if recent_scores else "n/a (no game finished yet)"
+    score = (
+        f"(last {len(recent_scores)} games) {np.mean(recent_scores):.2f}"
+        if recent_scores
+        else "n/a (no game finished yet)"
+    )
     entropy = stats.get("attention_entropy", torch.tensor(float("nan"))).item()
     print(
         f"step {global_step:,}/{total:,} | {sps} steps/s | {seconds / 60:.1f} min, ETA {(total - global_step) / sps / 60:.0f}"
-        f" min | score (last {len(recent_scores)} games) {score} | attention entropy {entropy:.2f}"
+        f" min | score {score} | attention entropy {entropy:.2f}"
     )
 
 
