@@ -52,7 +52,8 @@ class Args:
     runs_dir: str = "runs"
     """folder that receives `<run_name>/` with the TensorBoard events and the checkpoint `run.pt`"""
     resume: Optional[str] = None
-    """a run.pt or run folder to continue, with its settings (only --total-timesteps, --save-interval, --cuda change)"""
+    """a run.pt or run folder to continue, with its settings (only --total-timesteps, --save-interval, --cuda change;
+    --cuda is this machine's: a GPU where there is one, unless --no-cuda)"""
     save_interval: int = 50
     """write the checkpoint every this many iterations (and always at the end or on Ctrl-C)"""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -273,7 +274,8 @@ def resumed_args(argv, resume: str) -> Args:
     except (KeyError, RuntimeError):
         raise UsageError(f"'{ckpt['path']}' does not match the Agent architecture of ppo_attention.py.") from None
     saved = Args(**{f.name: ckpt["args"][f.name] for f in dataclasses.fields(Args) if f.name in ckpt["args"]})
-    args = tyro.cli(Args, args=argv, default=dataclasses.replace(saved, resume=resume))
+    # --cuda belongs to this machine, not to the run: a run saved on a CPU uses the GPU where it resumes on one
+    args = tyro.cli(Args, args=argv, default=dataclasses.replace(saved, resume=resume, cuda=Args.cuda))
     free = ("resume", "cuda", "save_interval", "total_timesteps", "num_iterations")  # may change on --resume
     for name, value in vars(args).items():
         if value != getattr(saved, name) and name not in free:

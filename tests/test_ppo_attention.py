@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents import load_checkpoint
 from atari_env import make_env, resolve_atari_id
 from cli import read_checkpoint
-from ppo_attention import Agent, Args, attention_entropy, train
+from ppo_attention import Agent, Args, attention_entropy, resumed_args, train
 
 TINY = ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1", "--no-cuda"]
 
@@ -351,6 +351,16 @@ def test_resume_extends_the_run_and_refuses_other_changes(tmp_path, tiny_checkpo
 
     again = run_script("--resume", str(run_dir / "run.pt"))  # complete: nothing to do
     assert again.returncode == 0 and "done" in again.stdout and read_checkpoint(str(run_dir))["global_step"] == 192
+
+
+def test_resume_uses_this_machines_device_not_the_saved_one(tmp_path, tiny_checkpoint):
+    """A run saved with --no-cuda (on a CPU) resumes on the GPU of the machine it moves to, unless --no-cuda again."""
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    ckpt["args"]["cuda"] = False
+    torch.save(ckpt, saved := str(tmp_path / "cpu_run.pt"))
+    assert resumed_args([], saved).cuda is True
+    assert resumed_args(["--no-cuda"], saved).cuda is False
+    assert resumed_args([], saved).num_envs == ckpt["args"]["num_envs"]  # every other setting is the saved one
 
 
 @pytest.mark.slow
