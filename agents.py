@@ -30,7 +30,7 @@ from ppo_attention import Agent
 
 
 def load_checkpoint(path: str, device="cpu", env_id: Optional[str] = None) -> tuple:
-    """A ready agent in eval mode and its metadata, or UsageError with one sentence.
+    """A ready agent in eval mode, its weights frozen, and its metadata, or UsageError with one sentence.
 
     path: this project's `run.pt` (or its run folder), a CleanRL state dict or a Stable-Baselines3 zip (see "agents
     trained elsewhere" below). env_id: the game of an agent whose file does not name it. meta holds env_id,
@@ -46,7 +46,8 @@ def load_checkpoint(path: str, device="cpu", env_id: Optional[str] = None) -> tu
         raise UsageError(f"'{path}' is not a checkpoint written by ppo_attention.py, nor a CleanRL or SB3 agent.")
     else:
         agent, meta = load_ppo_attention(path, env_id)
-    return agent.to(device).eval(), meta
+    # the scripts explain, they never train: frozen weights spare every gradient map the weights' gradients
+    return agent.to(device).eval().requires_grad_(False), meta
 
 
 def is_torch_zip(path: str) -> bool:

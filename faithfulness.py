@@ -144,9 +144,10 @@ class Args:
     which runs on all --states states"""
     chunk: int = 128
     """network inputs per forward pass (bounds memory)"""
-    threads: int = 1
-    """torch CPU threads: passes this small gain little from more, and on a CPU busy with other jobs, threads
-    that wait for each other made them 3-9 times slower on the project's 2 cores"""
+    threads: int = 0
+    """torch CPU threads; 0: every core. On the project's quiet 2-core machine the default run took 253 s on one
+    thread and 176 s on two; on a CPU busy with other jobs, threads that wait for each other made passes 3-9 times
+    slower: there, --threads 1"""
     seed: int = 1
     """seed of the games, the sampled states and actions, the noise, the floors and the re-initialisation"""
     greedy: bool = False
@@ -161,12 +162,12 @@ class Args:
 
 def check_args(args: Args) -> None:
     """Reject a bad setting with one sentence (UsageError) before anything is loaded or written."""
-    for name in ("states", "games", "max_steps", "threads", "sanity_seeds"):
+    for name in ("states", "games", "max_steps", "sanity_seeds"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     if args.steps < 20:
         raise UsageError(f"--steps must be at least 20 (at most 5% of the places per step), got {args.steps}.")
-    for name in ("sanity_states", "margin"):
+    for name in ("sanity_states", "margin", "threads"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}.")
     check_options(None, "smoothgrad", "action", None, None, args.samples, 0.15, args.stride, args.chunk, args.ig_steps)
@@ -464,7 +465,7 @@ def main(argv=None) -> str:
     args = tyro.cli(Args, args=argv)
     check_args(args)
     device = pick_device(args.cuda)
-    if device.type == "cpu":
+    if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     methods = list(dict.fromkeys(args.method))

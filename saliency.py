@@ -312,8 +312,8 @@ def gradcam(agent, x, score: Score, chunk) -> torch.Tensor:
 def gradcam_weights(agent, x, score: Score) -> tuple:
     """Grad-CAM's alpha (B, 64), the mean over the 49 places of d score / d A_k, and A (B, 64, 7, 7) (see
     `gradcam`): the map at place p is ReLU(sum_k alpha_k A_k(p)), channel k's share alpha_k A_k(p)."""
-    with torch.enable_grad():
-        a = agent.activations(x, check=False)
+    with torch.enable_grad():  # the input asks for a graph (the weights may be frozen); the pass stops at A
+        a = agent.activations(x.detach().requires_grad_(True), check=False)
         (grad,) = torch.autograd.grad(score(a).sum(), a["features"])
     return grad.mean((2, 3)), a["features"].detach()
 

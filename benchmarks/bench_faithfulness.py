@@ -41,7 +41,7 @@ class Args:
     checkpoint: Optional[str] = None
     """checkpoint to score (default: train a tiny 64-step Breakout checkpoint in a temporary folder)"""
     threads: Optional[int] = None
-    """torch CPU threads (default: faithfulness.py's --threads, 1); the run itself sets --threads to this"""
+    """torch CPU threads (default: faithfulness.py's --threads, 0: every core); the run itself sets --threads to this"""
     extra: str = ""
     """further faithfulness.py flags, in quotes after an equals sign: --extra="--states 8" (default: the default run)"""
 

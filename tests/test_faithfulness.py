@@ -496,7 +496,7 @@ def bad_files(tmp_path_factory, tiny_checkpoint):
         (["--sanity-states", "-1"], "--sanity-states must be"),
         (["--sanity-seeds", "0"], "--sanity-seeds must be at least 1"),
         (["--margin", "-1"], "--margin must be 0 or more"),
-        (["--threads", "0"], "--threads must be at least 1"),
+        (["--threads", "-1"], "--threads must be 0 or more"),
         (["--ig-steps", "0"], "--ig-steps must be at least 1"),
         (["--samples", "0"], "--samples must be at least 1"),
         (["--stride", "0"], "--stride must be at least 1"),

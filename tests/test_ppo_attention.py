@@ -105,6 +105,7 @@ def test_common_ids_give_training_and_single_envs(env_id, n_actions, sticky):
 
 def test_tiny_run_writes_loadable_checkpoint_and_attention_logs(tiny_checkpoint):
     agent, meta = load_checkpoint(tiny_checkpoint)
+    assert not any(p.requires_grad for p in agent.parameters())  # explained, never trained: frozen
     assert not agent.training
     assert meta["env_id"] == "BreakoutNoFrameskip-v4" and meta["n_actions"] == 4
     assert meta["action_names"] == ["NOOP", "FIRE", "RIGHT", "LEFT"]

@@ -249,7 +249,7 @@ def test_gradcam_of_the_attention_agent_matches_captum_on_the_normalised_feature
 def test_why_not_the_raw_conv3_maps_of_the_attention_agent(agent):
     """Read through an L2 normalisation per place, the target is blind to conv3's scale there, so its gradient
     is orthogonal to conv3's output at every place: sum_k (d target / d A_k(p)) A_k(p) = 0 (Euler, degree 0)."""
-    x = random_obs(2, seed=17).float() / 255
+    x = (random_obs(2, seed=17).float() / 255).requires_grad_(True)  # the loaded agent's weights are frozen
     a = agent.activations(x)
     (grad,) = torch.autograd.grad(a["logits"][:, 0].sum(), a["conv3"])
     conv3 = a["conv3"].detach()
