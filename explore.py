@@ -109,6 +109,9 @@ class Args:
     """output folder (default: a new runs/<run_name>/explore__<unix time>/)"""
     force: bool = False
     """write into an --out folder that already holds files"""
+    threads: int = 0
+    """torch CPU threads; 0: every core. On the project's quiet 2-core machine the default page took 126 s on one
+    thread and 89 s on two; on a CPU busy with other jobs, --threads 1"""
     cuda: bool = True
     """compute on CUDA when it is available"""
 
@@ -130,6 +133,8 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--scale must be between 2 and 4, got {args.scale}.")
     if args.samples < 1 or args.grid < 1:
         raise UsageError(f"--samples and --grid must be at least 1, got {args.samples} and {args.grid}.")
+    if args.threads < 0:
+        raise UsageError(f"--threads must be 0 or more, got {args.threads}.")
     check_sizes(args.roots, args.children, MAX_DEPTH, 0.1)
 
 
@@ -485,8 +490,8 @@ def main(argv=None) -> str:
     args = tyro.cli(Args, args=argv)
     check_args(args)
     device = pick_device(args.cuda)
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # small batches: a second thread gains little on 2 cores and loses much on busy ones
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
     agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     # every saliency method but the painted attention, which the attention overlays show; saliency_maps rejects
     # a method or target this agent cannot have (no attention) with one sentence, at the first batch

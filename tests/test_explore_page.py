@@ -235,6 +235,7 @@ BAD_INPUT = {  # case: (arguments, what the one line must say)
     "every": (["--checkpoint", "TINY", "--every", 0], "--every must be at least 1"),
     "scale": (["--checkpoint", "TINY", "--scale", 9], "--scale must be between 2 and 4"),
     "samples": (["--checkpoint", "TINY", "--samples", 0], "--samples and --grid must be at least 1"),
+    "threads": (["--checkpoint", "TINY", "--threads", -1], "--threads must be 0 or more"),
     "baseline attention target": (["--checkpoint", "BASELINE", "--target", "attention"], "no attention module"),
     "beyond the game": (["--checkpoint", "TINY", "--steps", 5000, 5002], "the game ended before step 5000"),
 }
