@@ -20,6 +20,7 @@ from conftest import ROOT
 DOCS = [
     "README.md",
     "checkpoints/README.md",
+    "checkpoints/training/README.md",
     *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))),
 ]
 
