@@ -19,6 +19,7 @@ import dataclasses
 import os
 import pathlib
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -500,9 +501,19 @@ def main(argv=None) -> int:
     return 130 if train(args)[1] else 0  # 130: the shell's code for "stopped by Ctrl-C"
 
 
+def exit_on_ctrl_c(signum, frame):
+    """Ctrl-C outside the training loop (before it starts, or after its save): exit 130 at once, with no traceback;
+    more presses change nothing. Inside the loop, StopRequest finishes the iteration and saves first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(130)
+
+
 if __name__ == "__main__":
     sys.stdout.reconfigure(line_buffering=True)  # each progress line reaches a log file at once
+    signal.signal(signal.SIGINT, exit_on_ctrl_c)  # the loop's StopRequest takes over while it runs, then puts it back
     try:
-        sys.exit(main())
+        code = main()
     except UsageError as e:  # bad input: one sentence; any other exception is a bug and keeps its traceback
         sys.exit(f"error: {e}")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # saved and done: a late Ctrl-C changes nothing
+    sys.exit(code)
