@@ -145,9 +145,7 @@ class Args:
     chunk: int = 128
     """network inputs per forward pass (bounds memory)"""
     threads: int = 0
-    """torch CPU threads; 0: every core. On the project's quiet 2-core machine the default run took 253 s on one
-    thread and 176 s on two; on a CPU busy with other jobs, threads that wait for each other made passes 3-9 times
-    slower: there, --threads 1"""
+    """torch CPU threads, 0 for every core (1.4x faster than 1 on the project's 2 cores); 1 on a CPU others use"""
     seed: int = 1
     """seed of the games, the sampled states and actions, the noise, the floors and the re-initialisation"""
     greedy: bool = False

@@ -53,8 +53,7 @@ class Args:
     runs_dir: str = "runs"
     """folder that receives `<run_name>/` with the TensorBoard events and the checkpoint `run.pt`"""
     resume: Optional[str] = None
-    """a run.pt or run folder to continue, with its settings (only --total-timesteps, --save-interval, --cuda change;
-    --cuda is this machine's: a GPU where there is one, unless --no-cuda)"""
+    """a run.pt or run folder to continue with its settings (--total-timesteps, --save-interval, --cuda may change)"""
     save_interval: int = 50
     """write the checkpoint every this many iterations (and always at the end or on Ctrl-C)"""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
