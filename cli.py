@@ -78,8 +78,12 @@ def check_run_folder(path: str) -> None:
     raise UsageError(f"'{path}' is a folder without a run.pt (a run folder of ppo_attention.py); {choose}.")
 
 
-def pick_device(cuda: bool) -> torch.device:
-    return torch.device("cuda" if cuda and torch.cuda.is_available() else "cpu")
+def pick_device(cuda: bool, threads: int = 0) -> torch.device:
+    """The GPU if `cuda` and there is one, else the CPU, with `threads` torch threads there (0: torch's default)."""
+    device = torch.device("cuda" if cuda and torch.cuda.is_available() else "cpu")
+    if device.type == "cpu" and threads > 0:
+        torch.set_num_threads(threads)
+    return device
 
 
 def make_writable_folder(path: str, what: str = "output folder") -> None:

@@ -488,9 +488,7 @@ def main(argv=None) -> str:
     """Play, explain every step on the page and write it; returns the page's path."""
     args = tyro.cli(Args, args=argv)
     check_args(args)
-    device = pick_device(args.cuda)
-    if device.type == "cpu" and args.threads:
-        torch.set_num_threads(args.threads)
+    device = pick_device(args.cuda, args.threads)
     agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     # every saliency method but the painted attention, which the attention overlays show; saliency_maps rejects
     # a method or target this agent cannot have (no attention) with one sentence, at the first batch

@@ -462,9 +462,7 @@ def main(argv=None) -> str:
     """Sample states, compute and score every map, print the tables and write JSON, CSV and PNGs; returns the folder."""
     args = tyro.cli(Args, args=argv)
     check_args(args)
-    device = pick_device(args.cuda)
-    if device.type == "cpu" and args.threads:
-        torch.set_num_threads(args.threads)
+    device = pick_device(args.cuda, args.threads)
     agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     methods = list(dict.fromkeys(args.method))
     if agent.attn_heads == 0 and {"attention", "attention_bilinear"} & set(methods):

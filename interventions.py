@@ -475,9 +475,7 @@ def main(argv=None) -> dict:
     """Run the chosen parts, print their tables, write interventions.json and the figures; returns the report."""
     args = tyro.cli(Args, args=argv)
     check_args(args)
-    device = pick_device(args.cuda)
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
+    device = pick_device(args.cuda, args.threads)
     agent, meta = load_checkpoint(args.checkpoint, device, args.env_id)
     env_id, names, heads = meta["env_id"], meta["action_names"], agent.attn_heads
     parts, notes = [p for p in ALL_PARTS if p in args.parts], []

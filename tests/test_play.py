@@ -17,7 +17,7 @@ from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 from agents import load_checkpoint
 from atari_env import FireAndNoopReset, make_env
-from cli import UsageError, exit_on_bad_input
+from cli import UsageError, exit_on_bad_input, pick_device
 from play import (
     bootstrap_over_games,
     box_in_observation,
@@ -240,6 +240,16 @@ def test_a_usage_error_is_one_line_and_a_bug_keeps_its_traceback(capsys):
     code = "import cli, numpy\ncli.exit_on_bad_input(lambda argv: numpy.zeros(3).reshape(2, 2))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1 and "Traceback" in result.stderr and "reshape" in result.stderr
+
+
+def test_pick_device_sets_the_cpu_threads_only_when_asked():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        assert pick_device(False).type == "cpu" and torch.get_num_threads() == 3  # 0: left as it is
+        assert pick_device(False, threads=1).type == "cpu" and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- statistics over played games
