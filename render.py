@@ -82,6 +82,9 @@ class Args:
     """seed of the first game (no-op start, sticky actions), of the action sampling and of the saliency noise"""
     video: bool = True
     """write the MP4; --no-video only plays and prints the evaluation"""
+    stills: tuple[int, ...] = ()
+    """also save these frames of the video as PNG files beside it, e.g. --stills 150 250 (frame n: agent step n of
+    game 1, counted from 0; a still for a slide or a page, without the video's compression)"""
     json: Optional[str] = None
     """also write the evaluation (every game's score and attention entropy) to this JSON file (its folder is made)"""
     out: Optional[str] = None
@@ -293,6 +296,10 @@ def check_args(args: Args) -> None:
         raise UsageError(f"'{args.json}' already exists; pass --force to replace it or choose another --json.")
     if args.json:  # its folder (runs/, say) is made now: a path that cannot be written fails before the games
         make_writable_folder(os.path.dirname(args.json) or ".", "folder of --json")
+    if args.stills and not args.video:
+        raise UsageError("--stills are frames of the video: leave out --no-video.")
+    if any(n < 0 for n in args.stills):
+        raise UsageError(f"--stills are frame numbers from 0, got {min(args.stills)}.")
     if args.tensorboard and len(args.checkpoint) > 1:
         raise UsageError("--tensorboard explores one agent: give one --checkpoint (and each agent its own folder).")
     if args.tensorboard and glob.glob(os.path.join(args.tensorboard, "**", "*tfevents*"), recursive=True):
@@ -344,6 +351,7 @@ class Film:
     def __init__(self, path: str, args: Args, metas: list, overlays: list):
         s = args.scale
         self.path, self.s, self.overlays, self.frames = path, s, overlays, 0
+        self.stills, self.still_paths = set(args.stills), []  # frame numbers to save as PNG; the files written
         panel_w = 100 * s + (-260 * s) % 16  # each block is a multiple of 16 px wide, as H.264 wants
         self.block_w, height = FRAME_W * s + panel_w, FRAME_H * s + (-FRAME_H * s) % 16
         self.panels = [Panel(panel_w, height, s, agent_title(m), m["action_names"], m.get("epsilon")) for m in metas]
@@ -365,6 +373,9 @@ class Film:
 
     def write(self) -> None:
         self.writer.append_data(self.canvas)
+        if self.frames in self.stills:  # the exact canvas, lossless: <video name>_frame<n>.png
+            self.still_paths.append(f"{self.path[: -len('.mp4')]}_frame{self.frames:05d}.png")
+            Image.fromarray(self.canvas).save(self.still_paths[-1])
         self.frames += 1
 
     def close(self) -> None:
@@ -529,13 +540,18 @@ def main(argv=None) -> dict:
         print(
             f"wrote {film.path} ({film.frames} frames, {film.canvas.shape[1]}x{film.canvas.shape[0]}, {args.fps} fps)"
         )
+    if film and args.stills:
+        missed = sorted(n for n in args.stills if n >= film.frames)
+        print(f"wrote {len(film.still_paths)} stills: " + ", ".join(film.still_paths or ["none"]) +
+              (f" (the video has {film.frames} frames: no frame {', '.join(map(str, missed))})" if missed else ""))  # fmt: skip
     if explorer:
         print(f"wrote a TensorBoard run of {len(explorer.points)} steps; every image of it shows with:")
         print(f"tensorboard --samples_per_plugin images=100000 --logdir {args.tensorboard}")
     if stop.requested:
         raise KeyboardInterrupt("only finished games are counted")  # exit_on_bad_input says "stopped by Ctrl-C"
     path, frames = (film.path, film.frames) if film and film.frames else (None, 0)
-    return dict(agents=result, path=path, frames=frames, size=film.canvas.shape[:2] if film else None)
+    stills = film.still_paths if film else []
+    return dict(agents=result, path=path, frames=frames, size=film.canvas.shape[:2] if film else None, stills=stills)
 
 
 def report(args: Args, metas: list, result: list) -> None:

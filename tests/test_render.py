@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_args
+from PIL import Image
 
 import overlays
 import ppo_attention
@@ -251,6 +252,21 @@ def test_json_goes_into_a_new_folder_and_not_into_a_folder_name(tiny_checkpoint,
     )
 
 
+def test_stills_are_the_videos_frames_without_its_compression(tiny_checkpoint, tmp_path, capsys):
+    """--stills 0 4 9 of a 6-frame video: frames 0 and 4 as PNG, each the decoded video frame up to H.264's loss;
+    frame 9 does not exist and the summary says so."""
+    result = render_main(["--checkpoint", tiny_checkpoint, "--out", tmp_path, "--max-steps", 6, "--stills", 0, 4, 9,
+                          "--greedy", "--no-cuda"])  # fmt: skip
+    assert [os.path.basename(p) for p in result["stills"]] == ["attention_seed1_frame00000.png",
+                                                               "attention_seed1_frame00004.png"]  # fmt: skip
+    video = read_video(result["path"])
+    stills = [np.asarray(Image.open(p).convert("RGB")).astype(int) for p in result["stills"]]
+    for still, frame in zip(stills, (video[0], video[4])):
+        assert still.shape == frame.shape and np.abs(still - frame).mean() < 3
+    assert np.abs(stills[0] - stills[1]).max() > 100  # two different steps, not one picture twice
+    assert "no frame 9" in capsys.readouterr().out
+
+
 def test_default_folder_and_force(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = render_main(["--checkpoint", tiny_checkpoint, "--overlay", "none", "--max-steps", 3, "--seed", 7])
@@ -312,6 +328,8 @@ BAD_INPUT = {  # case: (arguments, what the one line must say)
         ["--checkpoint", "BASELINE", "--overlay", "attention"],
         "use --overlay saliency --target action",
     ),
+    "stills without video": (["--checkpoint", "TINY", "--no-video", "--stills", "3"], "leave out --no-video"),
+    "negative still": (["--checkpoint", "TINY", "--stills", "-1"], "frame numbers from 0"),
     "two games": (["--checkpoint", "TINY", "BAD/pong.pt"], "different games"),
     "mixed attention": (["--checkpoint", "TINY", "BASELINE", "--overlay", "attention"], "without attention"),
 }
