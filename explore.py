@@ -27,7 +27,7 @@ bytes (each map scaled by its own maximum, which the page keeps), deflated; a fe
 static/explore.js, tie the views together (it and static/explore.css are inlined into the page). Size and time grow linearly with the number of steps (see the README):
 `--steps` and `--every` choose which steps go in.
 
-    python explore.py --checkpoint checkpoints/breakout_coef0.002.pt
+    python explore.py --checkpoint checkpoints/breakout_coef5e-4.pt
     python explore.py --checkpoint checkpoints/breakout_coef0.pt --steps 300 600 --every 2 --samples 50
 
 Sources: rl-attention (Nikulin, Kosch, Steuer, Cunningham 2019; `tree_visualization/visualization.html`, its

@@ -110,7 +110,7 @@ class Args:
     games: int = 20
     """games per ablation condition, seeds --seed to --seed + games - 1, the same for every condition"""
     max_steps: int = 5000
-    """a game is cut after this many agent steps (counted in the table); the demo agents need about 600"""
+    """a game is cut after this many agent steps (counted in the table); the demo agents' games last 850 to 2,400"""
     states: int = 512
     """states sampled from the intact games for parts 2 to 4 (FIRE pressed by the game after a lost life excluded)"""
     steer_states: int = 128

@@ -23,7 +23,7 @@ import explore  # noqa: E402
 
 @dataclass
 class Args:
-    checkpoint: tuple[str, ...] = ("checkpoints/breakout_coef0.pt", "checkpoints/breakout_coef0.002.pt")
+    checkpoint: tuple[str, ...] = ("checkpoints/breakout_coef0.pt", "checkpoints/breakout_coef5e-4.pt")
     """checkpoints to write a page of, one after the other (further explore.py flags go after a `--`)"""
 
 

@@ -31,7 +31,7 @@ import interventions  # noqa: E402
 
 @dataclass
 class Args:
-    checkpoint: str = os.path.join(ROOT, "checkpoints", "breakout_coef0.002.pt")
+    checkpoint: str = os.path.join(ROOT, "checkpoints", "breakout_coef5e-4.pt")
     """checkpoint to test (default: the demo agent trained with the penalty)"""
     extra: str = ""
     """further interventions.py flags, in quotes after an equals sign: --extra="--games 5" (default: the default run)"""

@@ -36,7 +36,8 @@ def test_a_shipped_checkpoint_loads_and_names_its_game_and_coefficient(path):
     assert meta["env_id"] == "BreakoutNoFrameskip-v4" and meta["attn_heads"] == 2
     assert meta["global_step"] >= 1_000_000
     coef = raw["args"]["attn_coef"]
-    assert os.path.basename(path) == f"breakout_coef{coef:g}.pt"
+    name = os.path.basename(path)  # breakout_coef<the coefficient, as --attn-coef takes it>.pt
+    assert name.startswith("breakout_coef") and name.endswith(".pt") and float(name[len("breakout_coef") : -3]) == coef
     assert meta["action_names"] == ["NOOP", "FIRE", "RIGHT", "LEFT"]
 
 

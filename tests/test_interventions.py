@@ -64,7 +64,7 @@ from play import (
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BREAKOUT = "BreakoutNoFrameskip-v4"
-DEMO = os.path.join(ROOT, "checkpoints", "breakout_coef0.002.pt")  # trained: edits move its policy a lot
+DEMO = os.path.join(ROOT, "checkpoints", "breakout_coef5e-4.pt")  # trained: edits move its policy a lot
 TINY = ["--games", "2", "--max-steps", "40", "--states", "24", "--steer-states", "4", "--figures", "1"]
 TINY += ["--examples", "3", "--no-cuda"]
 
