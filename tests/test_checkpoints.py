@@ -1,4 +1,4 @@
-"""The demo agents shipped in checkpoints/: they load, say what they are, and differ as the paper says."""
+"""The demo agents shipped in checkpoints/: they load, say what they are, and differ as rl-attention says."""
 
 import glob
 import os
@@ -15,16 +15,27 @@ from ppo_attention import attention_entropy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "checkpoints", "*.pt")))
+BREAKOUT = [p for p in SHIPPED if os.path.basename(p).startswith("breakout_")]
+# <game>_coef<the coefficient, as --attn-coef takes it>.pt: the game, its env id and its action set
+GAMES = {
+    "breakout": ("BreakoutNoFrameskip-v4", ["NOOP", "FIRE", "RIGHT", "LEFT"]),
+    "pong": ("PongNoFrameskip-v4", ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]),
+}
 
 
 def by_coef() -> dict:
-    """{attention coefficient: path} of the shipped agents."""
-    return {torch.load(p, weights_only=True)["args"]["attn_coef"]: p for p in SHIPPED}
+    """{attention coefficient: path} of the shipped Breakout agents."""
+    return {torch.load(p, weights_only=True)["args"]["attn_coef"]: p for p in BREAKOUT}
 
 
 def test_two_breakout_agents_are_shipped_one_without_and_one_with_the_penalty():
     coefs = by_coef()
-    assert len(SHIPPED) == 2 and 0.0 in coefs and any(c > 0 for c in coefs), SHIPPED
+    assert len(BREAKOUT) == 2 and 0.0 in coefs and any(c > 0 for c in coefs), BREAKOUT
+
+
+def test_a_pong_agent_with_rl_attentions_coefficient_is_shipped():
+    others = [os.path.basename(p) for p in SHIPPED if p not in BREAKOUT]
+    assert others == ["pong_coef5e-4.pt"], others
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
@@ -33,12 +44,11 @@ def test_a_shipped_checkpoint_loads_and_names_its_game_and_coefficient(path):
     raw = torch.load(path, weights_only=True)
     assert "optimizer" not in raw  # weights and metadata only
     agent, meta = load_checkpoint(path)
-    assert meta["env_id"] == "BreakoutNoFrameskip-v4" and meta["attn_heads"] == 2
+    game, coef_in_name = os.path.basename(path).removesuffix(".pt").split("_coef")
+    env_id, action_names = GAMES[game]
+    assert meta["env_id"] == env_id and meta["action_names"] == action_names and meta["attn_heads"] == 2
     assert meta["global_step"] >= 1_000_000
-    coef = raw["args"]["attn_coef"]
-    name = os.path.basename(path)  # breakout_coef<the coefficient, as --attn-coef takes it>.pt
-    assert name.startswith("breakout_coef") and name.endswith(".pt") and float(name[len("breakout_coef") : -3]) == coef
-    assert meta["action_names"] == ["NOOP", "FIRE", "RIGHT", "LEFT"]
+    assert float(coef_in_name) == raw["args"]["attn_coef"]
 
 
 @pytest.mark.slow
