@@ -7,6 +7,8 @@
   shared file cannot run code, or one sentence saying what is wrong with it.
 - Output: `pick_device`, `output_folder` (a new `runs/<run_name>/<kind>__<time>/` or `--out`, never overwriting
   files), `Progress` on stderr.
+- `SAYS_ITS_DEFAULT`: marks a flag whose help text names its default in words, so that tyro does not add its own
+  "(default: None)" after it.
 
 It imports nothing of the project: the trainer and every explanation script import it (see README, "How the files fit").
 """
@@ -19,9 +21,11 @@ import time
 from typing import Optional
 
 import torch
+import tyro
 
 CHECKPOINT_VERSION = 1  # the format of ppo_attention.py's run.pt: see its save_checkpoint
 AGENT_FILES = (".pt", ".zip", ".cleanrl_model")  # this project's, SB3's and CleanRL's agent files
+SAYS_ITS_DEFAULT = tyro.conf.arg(help_behavior_hint="")  # `flag: Annotated[type, SAYS_ITS_DEFAULT] = None`
 
 
 class UsageError(ValueError):

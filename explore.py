@@ -43,7 +43,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from html import escape
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import plotly.graph_objects as go
@@ -55,7 +55,7 @@ from plotly.subplots import make_subplots
 
 import render
 from agents import QValueAgent, load_checkpoint
-from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
+from cli import SAYS_ITS_DEFAULT, Progress, UsageError, exit_on_bad_input, output_folder, pick_device
 from overlays import draw_attention, draw_saliency, draw_tree, upscale
 from play import play
 from relevance_tree import (
@@ -89,7 +89,7 @@ class Args:
     """seed of the game (no-op start), of the agent's sampled actions and of the saliency noise"""
     greedy: bool = False
     """take the most probable action instead of sampling from the policy"""
-    methods: tuple[Literal[METHODS], ...] = ()
+    methods: Annotated[tuple[Literal[METHODS], ...], SAYS_ITS_DEFAULT] = ()
     """saliency methods to draw (default: every method of saliency.py but `attention`, which the attention
     overlays show)"""
     target: Literal[TARGETS] = "action"
@@ -105,7 +105,7 @@ class Args:
     """largest number of children per node of the tree"""
     scale: int = 3
     """each game pixel becomes scale x scale image pixels (2 to 4; the page shows the frame 480 px wide)"""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], SAYS_ITS_DEFAULT] = None
     """output folder (default: a new runs/<run_name>/explore__<unix time>/)"""
     force: bool = False
     """write into an --out folder that already holds files"""

@@ -55,14 +55,14 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
 import tyro
 
 from agents import load_checkpoint, log_action_probabilities, played_policy
-from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
+from cli import SAYS_ITS_DEFAULT, Progress, UsageError, exit_on_bad_input, output_folder, pick_device
 from faithfulness_grounding import grid_grounding, grounding, latest_boxes, object_masks
 from faithfulness_maps import (
     ALL_METHODS,
@@ -150,7 +150,7 @@ class Args:
     """seed of the games, the sampled states and actions, the noise, the floors and the re-initialisation"""
     greedy: bool = False
     """play the most probable action instead of sampling from the policy"""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], SAYS_ITS_DEFAULT] = None
     """output folder (default: a new runs/<run_name>/faithfulness__<unix time>/)"""
     force: bool = False
     """write into an --out folder that already holds files"""

@@ -50,14 +50,14 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
 import tyro
 
 from agents import load_checkpoint, played_policy
-from cli import Progress, UsageError, exit_on_bad_input, output_folder, pick_device
+from cli import SAYS_ITS_DEFAULT, Progress, UsageError, exit_on_bad_input, output_folder, pick_device
 from interventions_edits import (
     FAR,
     PLACES,
@@ -126,7 +126,7 @@ class Args:
     """first game seed (also the seed of the agent's sampled actions and of the state sample)"""
     greedy: bool = False
     """take the most probable action instead of sampling from the policy"""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], SAYS_ITS_DEFAULT] = None
     """output folder (default: a new runs/<run_name>/interventions__<unix time>/)"""
     force: bool = False
     """write into an --out folder that already holds files"""

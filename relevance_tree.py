@@ -31,7 +31,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 import tyro
 
 from agents import load_checkpoint
-from cli import UsageError, exit_on_bad_input, output_folder, pick_device
+from cli import SAYS_ITS_DEFAULT, UsageError, exit_on_bad_input, output_folder, pick_device
 from play import play_to
 from ppo_attention import Agent
 from saliency import Score, explained_action, gradcam, gradcam_weights, target_label
@@ -76,7 +76,7 @@ class Args:
     """seed of the game's no-op start and of the agent's sampled actions"""
     greedy: bool = False
     """take the most probable action instead of sampling from the policy"""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], SAYS_ITS_DEFAULT] = None
     """output folder (default: a new runs/<run_name>/tree__<unix time>/)"""
     force: bool = False
     """write into an --out folder that already holds files"""

@@ -22,7 +22,7 @@ import os
 import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import cv2
 import imageio.v2 as imageio
@@ -33,7 +33,16 @@ import tyro
 from PIL import Image, ImageDraw, ImageFont
 
 from agents import load_checkpoint
-from cli import Progress, StopRequest, UsageError, exit_on_bad_input, make_writable_folder, output_folder, pick_device
+from cli import (
+    SAYS_ITS_DEFAULT,
+    Progress,
+    StopRequest,
+    UsageError,
+    exit_on_bad_input,
+    make_writable_folder,
+    output_folder,
+    pick_device,
+)
 from overlays import (
     FRAME_H,
     FRAME_W,
@@ -62,7 +71,7 @@ class Args:
     """one file per agent (run.pt or run folder, CleanRL .pt/.cleanrl_model, SB3 .zip); several play side by side"""
     env_id: Optional[str] = None
     """the game of CleanRL or SB3 agents whose files do not name it, e.g. BreakoutNoFrameskip-v4"""
-    overlay: Optional[Literal["attention", "saliency", "tree", "none"]] = None
+    overlay: Annotated[Optional[Literal["attention", "saliency", "tree", "none"]], SAYS_ITS_DEFAULT] = None
     """what to draw over the game (default: attention, or saliency for agents trained without attention)"""
     method: Literal["smoothgrad", "gradient", "vargrad", "gradcam", "ig_black", "ig_blur", "perturbation"] = (
         "smoothgrad"
@@ -74,7 +83,7 @@ class Args:
     """noisy copies per frame for smoothgrad and vargrad"""
     episodes: int = 1
     """games per agent, one after the other; game i starts from seed + i"""
-    max_steps: Optional[int] = None
+    max_steps: Annotated[Optional[int], SAYS_ITS_DEFAULT] = None
     """stop each game after this many agent steps (default: play it to the end)"""
     greedy: bool = False
     """take the most probable action instead of sampling from the policy"""
@@ -87,7 +96,7 @@ class Args:
     game 1, counted from 0; a still for a slide or a page, without the video's compression)"""
     json: Optional[str] = None
     """also write the evaluation (every game's score and attention entropy) to this JSON file (its folder is made)"""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], SAYS_ITS_DEFAULT] = None
     """output folder of the video (default: a new runs/<run_name>/video__<unix time>/)"""
     force: bool = False
     """write into an --out folder that already holds files, and replace an existing --json file"""

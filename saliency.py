@@ -37,7 +37,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Literal, Optional, get_args
+from typing import Annotated, Literal, Optional, get_args
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 import tyro
 
 from agents import load_checkpoint
-from cli import UsageError, exit_on_bad_input, output_folder, pick_device
+from cli import SAYS_ITS_DEFAULT, UsageError, exit_on_bad_input, output_folder, pick_device
 from play import play_to
 from ppo_attention import Agent
 
@@ -77,13 +77,13 @@ class Args:
     """the game of a CleanRL or SB3 agent whose file does not name it, e.g. BreakoutNoFrameskip-v4"""
     steps: tuple[int, ...] = (20, 60, 120)
     """agent steps of the game to explain (0 = the first observation); one figure each"""
-    method: tuple[Method, ...] = ()
+    method: Annotated[tuple[Method, ...], SAYS_ITS_DEFAULT] = ()
     """maps to draw, one figure row each (default: all eight; attention only for agents that have it)"""
     target: Target = "action"
     """what the gradient and perturbation maps explain: the taken action's logit, V(s), or the attention peaks"""
-    head: Optional[int] = None
+    head: Annotated[Optional[int], SAYS_ITS_DEFAULT] = None
     """one attention head for the attention map and target (default: all heads summed)"""
-    action: Optional[int] = None
+    action: Annotated[Optional[int], SAYS_ITS_DEFAULT] = None
     """the action whose logit --target action explains (default: the action the agent takes; a DQN's greedy action)"""
     samples: int = 50
     """noisy copies per observation for SmoothGrad and VarGrad"""
@@ -100,7 +100,7 @@ class Args:
     """seed of the game, of the agent's sampled actions and of the noise"""
     greedy: bool = False
     """take the most probable action instead of sampling from the policy"""
-    out: Optional[str] = None
+    out: Annotated[Optional[str], SAYS_ITS_DEFAULT] = None
     """output folder (default: a new runs/<run_name>/saliency__<unix time>/)"""
     force: bool = False
     """write into an --out folder that already holds files"""

@@ -32,7 +32,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import tyro
@@ -41,6 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(ROOT, "ppo_attention.py")
 SET_BY_SWEEP = ["--env-id", "--seed", "--total-timesteps", "--attn-coef", "--attn-heads", "--runs-dir", "--exp-name"]
 SET_BY_SWEEP += ["--resume", "--cuda", "--no-cuda"]
+SAYS_ITS_DEFAULT = tyro.conf.arg(help_behavior_hint="")  # the flag's help names its default: no "(default: None)"
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Grid:
     env_ids: tuple[str, ...] = ("BreakoutNoFrameskip-v4",)
     """games (rl-attention: Breakout, BeamRider, MsPacman, Frostbite, Enduro, Seaquest)"""
     attn_coefs: tuple[float, ...] = (0.0, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3)
-    """attention-entropy coefficients, the `--attn-coef` of each run (default: rl-attention's)"""
+    """attention-entropy coefficients, the `--attn-coef` of each run; the default is rl-attention's six"""
     seeds: tuple[int, ...] = (1, 2, 3)
     """seeds; every game and coefficient is trained once per seed"""
     baseline: bool = False
@@ -87,7 +88,7 @@ class Slurm(Grid):
     """GPUs per task (`--gres=gpu:N`); 0 trains on the CPUs"""
     time: str = "24:00:00"
     """time limit per task; 3 minutes before it the run stops as on Ctrl-C, saving a checkpoint"""
-    partition: Optional[str] = None
+    partition: Annotated[Optional[str], SAYS_ITS_DEFAULT] = None
     """SLURM partition (default: the cluster's)"""
 
 
@@ -109,7 +110,7 @@ class Plot:
 
     sweep_dir: tyro.conf.Positional[str]
     """folder of the sweep"""
-    out_dir: Optional[str] = None
+    out_dir: Annotated[Optional[str], SAYS_ITS_DEFAULT] = None
     """where the figures and tables go (default: <sweep folder>/figures)"""
 
 

@@ -164,3 +164,25 @@ def test_the_readmes_map_of_the_files_names_every_module():
     assert modules and not modules - set(re.findall(r"\w+\.py", section)), modules - set(
         re.findall(r"\w+\.py", section)
     )
+
+
+SCRIPTS_WITH_FLAGS = ["ppo_attention.py", "render.py", "saliency.py", "relevance_tree.py", "explore.py"]
+SCRIPTS_WITH_FLAGS += ["faithfulness.py", "interventions.py", "experiments/sweep.py run", "experiments/sweep.py slurm"]
+SCRIPTS_WITH_FLAGS += ["experiments/sweep.py plot"]
+
+
+@pytest.mark.parametrize("command", SCRIPTS_WITH_FLAGS)
+def test_help_names_each_default_once(command, monkeypatch):
+    """A flag whose help says its default in words (`SAYS_ITS_DEFAULT`) gets no second "(default: None)" from tyro."""
+    script, *subcommand = command.split()
+    monkeypatch.syspath_prepend(os.path.join(ROOT, os.path.dirname(script)))
+    module = importlib.import_module(os.path.basename(script)[:-3])  # imported: tyro reads the docstrings' source
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit):
+        if subcommand:
+            module.parse_command([*subcommand, "--help"])
+        else:
+            tyro.cli(module.Args, args=["--help"])
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", stdout.getvalue()).split())
+    assert "(default:" in text
+    assert not re.search(r"\(default: [^)]*\) \(default:", text), re.search(r".{80}\) \(default:.{20}", text)
