@@ -53,7 +53,11 @@ def load_script(path: str):
 
 def parse(script: str, argv: list):
     """Parse argv with the script's own parser; tyro exits with code 2 (and a message) when a flag is unknown."""
-    module = load_script(script)
+    return parse_with(load_script(script), argv)
+
+
+def parse_with(module, argv: list):
+    """Parse argv with the parser of a script's module (its `Args` dataclass, or the sweep's subcommands)."""
     if hasattr(module, "parse_command"):  # experiments/sweep.py: subcommands
         return module.parse_command(argv)
     (config,) = [v for k, v in vars(module).items() if k.endswith("Args") and dataclasses.is_dataclass(v)]
@@ -179,10 +183,7 @@ def test_help_names_each_default_once(command, monkeypatch):
     module = importlib.import_module(os.path.basename(script)[:-3])  # imported: tyro reads the docstrings' source
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit):
-        if subcommand:
-            module.parse_command([*subcommand, "--help"])
-        else:
-            tyro.cli(module.Args, args=["--help"])
+        parse_with(module, [*subcommand, "--help"])
     text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", stdout.getvalue()).split())
     assert "(default:" in text
     assert not re.search(r"\(default: [^)]*\) \(default:", text), re.search(r".{80}\) \(default:.{20}", text)
